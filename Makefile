@@ -1,0 +1,39 @@
+# Every target creates .venv on first use; nothing is installed outside it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SEEDS ?= 300
+FIRST_SEED ?= 1
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test sim lint proto proto-check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) scripts/gen_proto.py --check
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) scripts/raft_sim.py --seeds $(SEEDS) --first-seed $(FIRST_SEED)
+
+sim: $(STAMP)
+	$(PY) scripts/raft_sim.py --seeds $(SEEDS) --first-seed $(FIRST_SEED)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agentflow tests scripts bench
+	$(VENV)/bin/ruff format --check agentflow tests scripts bench
+	$(VENV)/bin/mypy
+
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+bench: $(STAMP)
+	$(PY) bench/raft_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,250 @@
+"""Leader behaviour: log replication, commitment, heartbeats, CheckQuorum,
+leadership transfer and ReadIndex (Raft paper §5.3, §5.4.2; thesis §3.10, §6.4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentflow.raft.progress import Progress, ProgressState
+from agentflow.raft.types import (
+    NONE,
+    Entry,
+    Message,
+    MessageType,
+    NodeId,
+    ReadState,
+)
+
+if TYPE_CHECKING:
+    from agentflow.raft.core import RaftCore
+
+
+def append_entries(core: RaftCore, entries: list[Entry]) -> None:
+    last = core.log.append(entries)
+    me = core.progress.get(core.id)
+    if me is not None:
+        me.maybe_update(last)
+    maybe_commit(core)
+
+
+def maybe_commit(core: RaftCore) -> bool:
+    """Advance commit to the highest index stored on a quorum of voters, but only
+    by counting replicas of an entry from the current term (§5.4.2)."""
+    matches = sorted(
+        (core.progress[n].match for n in core.conf.voters if n in core.progress), reverse=True
+    )
+    if len(matches) < core.quorum():
+        return False
+    candidate = matches[core.quorum() - 1]
+    if candidate <= core.log.committed or core.log.term(candidate) != core.term:
+        return False
+    first_in_term = core.log.term(core.log.committed) != core.term
+    core.log.commit_to(candidate)
+    if first_in_term:
+        _release_deferred_reads(core)
+    return True
+
+
+def broadcast_append(core: RaftCore, allow_empty: bool = False) -> None:
+    for node in core.progress:
+        if node != core.id:
+            send_append(core, node, allow_empty)
+
+
+def send_append(core: RaftCore, node: NodeId, allow_empty: bool = False) -> bool:
+    """Send what `node` is missing, or a snapshot if that was compacted away."""
+    pr = core.progress[node]
+    if pr.is_paused(core.cfg.max_inflight_msgs):
+        return False
+    log = core.log
+    prev = pr.next - 1
+    prev_term = log.term(prev)
+    if prev_term is None:
+        return _send_snapshot(core, node, pr)
+    entries = log.slice(pr.next, log.last_index() + 1, core.cfg.max_entries_per_msg)
+    if not entries and not allow_empty and pr.state is ProgressState.REPLICATE:
+        return False
+    core.send(
+        Message(
+            MessageType.APPEND,
+            node,
+            core.id,
+            term=core.term,
+            index=prev,
+            log_term=prev_term,
+            entries=entries,
+            commit=log.committed,
+        )
+    )
+    pr.sent_entries(entries[-1].index if entries else prev, len(entries))
+    return True
+
+
+def _send_snapshot(core: RaftCore, node: NodeId, pr: Progress) -> bool:
+    snap = core.snapshot
+    if snap is None:
+        return False  # cannot happen: the log is only compacted behind a snapshot
+    core.send(Message(MessageType.SNAPSHOT, node, core.id, term=core.term, snapshot=snap))
+    pr.become_snapshot(snap.meta.index)
+    return True
+
+
+def broadcast_heartbeat(core: RaftCore, context: bytes = b"") -> None:
+    for node, pr in core.progress.items():
+        if node == core.id:
+            continue
+        # Never let a follower commit past what it is known to hold.
+        commit = min(pr.match, core.log.committed)
+        core.send(
+            Message(
+                MessageType.HEARTBEAT, node, core.id, term=core.term, commit=commit, context=context
+            )
+        )
+
+
+def tick_heartbeat(core: RaftCore) -> None:
+    core.heartbeat_elapsed += 1
+    core.election_elapsed += 1
+    if core.election_elapsed >= core.cfg.election_ticks:
+        core.election_elapsed = 0
+        if core.cfg.check_quorum:
+            if not _quorum_active(core):
+                core.become_follower(core.term, NONE)
+                return
+            for node, pr in core.progress.items():
+                pr.recent_active = node == core.id
+        core.transferee = NONE  # a transfer that took a whole timeout has failed
+    for node, pr in core.progress.items():
+        if node == core.id:
+            continue
+        if pr.state is ProgressState.SNAPSHOT:
+            pr.snapshot_ticks += 1
+            if pr.snapshot_ticks > core.cfg.election_ticks:
+                pr.become_probe()  # the snapshot was probably lost; try again
+        elif pr.state is ProgressState.REPLICATE and pr.inflight:
+            pr.snapshot_ticks += 1  # reused as "ticks without an acknowledgement"
+            if pr.snapshot_ticks > 2 * core.cfg.heartbeat_ticks:
+                pr.become_probe()  # an append was probably lost; find the follower again
+    if core.heartbeat_elapsed >= core.cfg.heartbeat_ticks:
+        core.heartbeat_elapsed = 0
+        broadcast_heartbeat(core, core.read_index.last_context())
+
+
+def _quorum_active(core: RaftCore) -> bool:
+    active = sum(
+        1
+        for n in core.conf.voters
+        if n == core.id or (n in core.progress and core.progress[n].recent_active)
+    )
+    return active >= core.quorum()
+
+
+def step_leader(core: RaftCore, m: Message) -> None:
+    pr = core.progress.get(m.frm)
+    if m.type is MessageType.READ_INDEX:
+        handle_read_request(core, m.frm, m.context)
+        return
+    if pr is None:
+        return
+    pr.recent_active = True
+    if m.type is MessageType.APPEND_RESP:
+        _handle_append_resp(core, m, pr)
+    elif m.type is MessageType.HEARTBEAT_RESP:
+        _handle_heartbeat_resp(core, m, pr)
+
+
+def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
+    if m.reject:
+        hint = m.reject_hint
+        if m.log_term > 0:
+            hint = core.log.find_conflict_by_term(m.reject_hint, m.log_term)
+        if pr.maybe_decr_to(m.index, hint):
+            if pr.state is ProgressState.REPLICATE:
+                pr.become_probe()
+            send_append(core, m.frm)
+        return
+    if not pr.maybe_update(m.index):
+        if not (pr.state is ProgressState.PROBE and pr.match == m.index):
+            return
+        pr.probe_sent = False  # the probe landed where we already were
+    pr.snapshot_ticks = 0
+    if pr.state is ProgressState.PROBE:
+        pr.become_replicate()
+    elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+        pr.become_probe()
+        pr.become_replicate()
+    if maybe_commit(core):
+        broadcast_append(core, allow_empty=True)  # followers learn the commit at once
+    else:
+        # Keep the pipeline full: send whatever else the follower lacks.
+        while send_append(core, m.frm):
+            pass
+    if m.frm == core.transferee:
+        continue_transfer(core)
+
+
+def _handle_heartbeat_resp(core: RaftCore, m: Message, pr: Progress) -> None:
+    pr.probe_sent = False
+    if pr.match < core.log.last_index():
+        send_append(core, m.frm)
+    if not m.context:
+        return
+    acks = core.read_index.ack(m.context, m.frm)
+    if acks is None or sum(1 for n in acks if n in core.conf.voters) < core.quorum():
+        return
+    for ctx, read in core.read_index.release_through(m.context):
+        _answer_read(core, read.requester, read.index, ctx)
+
+
+def _answer_read(core: RaftCore, requester: NodeId, index: int, context: bytes) -> None:
+    if requester == core.id:
+        core.read_states.append(ReadState(index, context))
+    else:
+        core.send(
+            Message(
+                MessageType.READ_INDEX_RESP,
+                requester,
+                core.id,
+                term=core.term,
+                index=index,
+                context=context,
+            )
+        )
+
+
+def handle_read_request(core: RaftCore, requester: NodeId, context: bytes) -> None:
+    if core.log.term(core.log.committed) != core.term:
+        # Until an entry of this term commits we do not know the true commit index.
+        core.deferred_reads.append(
+            Message(MessageType.READ_INDEX, core.id, requester, context=context)
+        )
+        return
+    if core.quorum() == 1:
+        _answer_read(core, requester, core.log.committed, context)
+        return
+    core.read_index.add(context, core.log.committed, requester, core.id)
+    broadcast_heartbeat(core, context)
+
+
+def _release_deferred_reads(core: RaftCore) -> None:
+    deferred, core.deferred_reads = core.deferred_reads, []
+    for m in deferred:
+        handle_read_request(core, m.frm, m.context)
+
+
+def continue_transfer(core: RaftCore) -> None:
+    target = core.transferee
+    pr = core.progress.get(target)
+    if pr is None:
+        core.transferee = NONE
+        return
+    if pr.match == core.log.last_index():
+        core.send(Message(MessageType.TIMEOUT_NOW, target, core.id, term=core.term))
+    else:
+        send_append(core, target)
+
+
+def report_unreachable(core: RaftCore, node: NodeId) -> None:
+    pr = core.progress.get(node)
+    if pr is not None and pr.state is ProgressState.REPLICATE:
+        pr.become_probe()
