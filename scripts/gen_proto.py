@@ -30,14 +30,24 @@ def generate(dest: Path) -> None:
     if not protos:
         raise SystemExit("no .proto files under proto/")
     include = Path(protoc.__file__).parent / "_proto"
+    bindir = Path(sys.executable).parent
+    plugin = shutil.which("protoc-gen-mypy", path=str(bindir)) or shutil.which("protoc-gen-mypy")
+    plugin_grpc = shutil.which("protoc-gen-mypy_grpc", path=str(bindir)) or shutil.which(
+        "protoc-gen-mypy_grpc"
+    )
+    if not plugin or not plugin_grpc:
+        raise SystemExit("mypy-protobuf is missing: install the dev extras (make venv)")
     with tempfile.TemporaryDirectory() as raw_dir:
         args = [
             "protoc",
             f"-I{PROTO_ROOT}",
             f"-I{include}",
+            f"--plugin=protoc-gen-mypy={plugin}",
+            f"--plugin=protoc-gen-mypy_grpc={plugin_grpc}",
             f"--python_out={raw_dir}",
-            f"--pyi_out={raw_dir}",
+            f"--mypy_out={raw_dir}",
             f"--grpc_python_out={raw_dir}",
+            f"--mypy_grpc_out={raw_dir}",
             *protos,
         ]
         if protoc.main(args) != 0:

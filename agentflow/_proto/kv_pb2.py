@@ -25,33 +25,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61gentflow/v1/kv.proto\x12\x0c\x61gentflow.v1\"j\n\tKvCommand\x12&\n\x02op\x18\x01 \x01(\x0e\x32\x1a.agentflow.v1.KvCommand.Op\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x19\n\x02Op\x12\x07\n\x03PUT\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\"*\n\x0cKvPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1e\n\rKvPutResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"1\n\x0cKvGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0clinearizable\x18\x02 \x01(\x08\"D\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\"\x11\n\x0fKvStatusRequest\"\xd1\x01\n\x10KvStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x08 \x01(\x04\x12\x0e\n\x06voters\x18\t \x03(\t\x12\x10\n\x08learners\x18\n \x03(\t\"3\n\x0fKvMemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x12\n\x10KvMemberResponse2\xc0\x03\n\tKvService\x12>\n\x03Put\x12\x1a.agentflow.v1.KvPutRequest\x1a\x1b.agentflow.v1.KvPutResponse\x12>\n\x03Get\x12\x1a.agentflow.v1.KvGetRequest\x1a\x1b.agentflow.v1.KvGetResponse\x12G\n\x06Status\x12\x1d.agentflow.v1.KvStatusRequest\x1a\x1e.agentflow.v1.KvStatusResponse\x12J\n\tAddMember\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponse\x12M\n\x0cRemoveMember\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponse\x12O\n\x0eTransferLeader\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61gentflow/v1/kv.proto\x12\x0c\x61gentflow.v1\"j\n\tKvCommand\x12&\n\x02op\x18\x01 \x01(\x0e\x32\x1a.agentflow.v1.KvCommand.Op\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x19\n\x02Op\x12\x07\n\x03PUT\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\"\x85\x01\n\nKvSnapshot\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x32\n\x05items\x18\x02 \x03(\x0b\x32#.agentflow.v1.KvSnapshot.ItemsEntry\x1a,\n\nItemsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"*\n\x0cKvPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1e\n\rKvPutResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"1\n\x0cKvGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0clinearizable\x18\x02 \x01(\x08\"D\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\"\x11\n\x0fKvStatusRequest\"\x82\x02\n\x10KvStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x08 \x01(\x04\x12\x0e\n\x06voters\x18\t \x03(\t\x12\x10\n\x08learners\x18\n \x03(\t\x12\x1b\n\x13snapshots_installed\x18\x0b \x01(\x04\x12\x12\n\nlast_index\x18\x0c \x01(\x04\"3\n\x0fKvMemberRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x12\n\x10KvMemberResponse\"G\n\rKvLoadRequest\x12\x11\n\tproposers\x18\x01 \x01(\r\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x12\n\nvalue_size\x18\x03 \x01(\r\"d\n\x0eKvLoadResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x04\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x0e\n\x06p50_ms\x18\x03 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\x12\x0e\n\x06max_ms\x18\x05 \x01(\x01\x32\x83\x04\n\tKvService\x12>\n\x03Put\x12\x1a.agentflow.v1.KvPutRequest\x1a\x1b.agentflow.v1.KvPutResponse\x12>\n\x03Get\x12\x1a.agentflow.v1.KvGetRequest\x1a\x1b.agentflow.v1.KvGetResponse\x12G\n\x06Status\x12\x1d.agentflow.v1.KvStatusRequest\x1a\x1e.agentflow.v1.KvStatusResponse\x12J\n\tAddMember\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponse\x12M\n\x0cRemoveMember\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponse\x12O\n\x0eTransferLeader\x12\x1d.agentflow.v1.KvMemberRequest\x1a\x1e.agentflow.v1.KvMemberResponse\x12\x41\n\x04Load\x12\x1b.agentflow.v1.KvLoadRequest\x1a\x1c.agentflow.v1.KvLoadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentflow.v1.kv_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_KVSNAPSHOT_ITEMSENTRY']._loaded_options = None
+  _globals['_KVSNAPSHOT_ITEMSENTRY']._serialized_options = b'8\001'
   _globals['_KVCOMMAND']._serialized_start=39
   _globals['_KVCOMMAND']._serialized_end=145
   _globals['_KVCOMMAND_OP']._serialized_start=120
   _globals['_KVCOMMAND_OP']._serialized_end=145
-  _globals['_KVPUTREQUEST']._serialized_start=147
-  _globals['_KVPUTREQUEST']._serialized_end=189
-  _globals['_KVPUTRESPONSE']._serialized_start=191
-  _globals['_KVPUTRESPONSE']._serialized_end=221
-  _globals['_KVGETREQUEST']._serialized_start=223
-  _globals['_KVGETREQUEST']._serialized_end=272
-  _globals['_KVGETRESPONSE']._serialized_start=274
-  _globals['_KVGETRESPONSE']._serialized_end=342
-  _globals['_KVSTATUSREQUEST']._serialized_start=344
-  _globals['_KVSTATUSREQUEST']._serialized_end=361
-  _globals['_KVSTATUSRESPONSE']._serialized_start=364
-  _globals['_KVSTATUSRESPONSE']._serialized_end=573
-  _globals['_KVMEMBERREQUEST']._serialized_start=575
-  _globals['_KVMEMBERREQUEST']._serialized_end=626
-  _globals['_KVMEMBERRESPONSE']._serialized_start=628
-  _globals['_KVMEMBERRESPONSE']._serialized_end=646
-  _globals['_KVSERVICE']._serialized_start=649
-  _globals['_KVSERVICE']._serialized_end=1097
+  _globals['_KVSNAPSHOT']._serialized_start=148
+  _globals['_KVSNAPSHOT']._serialized_end=281
+  _globals['_KVSNAPSHOT_ITEMSENTRY']._serialized_start=237
+  _globals['_KVSNAPSHOT_ITEMSENTRY']._serialized_end=281
+  _globals['_KVPUTREQUEST']._serialized_start=283
+  _globals['_KVPUTREQUEST']._serialized_end=325
+  _globals['_KVPUTRESPONSE']._serialized_start=327
+  _globals['_KVPUTRESPONSE']._serialized_end=357
+  _globals['_KVGETREQUEST']._serialized_start=359
+  _globals['_KVGETREQUEST']._serialized_end=408
+  _globals['_KVGETRESPONSE']._serialized_start=410
+  _globals['_KVGETRESPONSE']._serialized_end=478
+  _globals['_KVSTATUSREQUEST']._serialized_start=480
+  _globals['_KVSTATUSREQUEST']._serialized_end=497
+  _globals['_KVSTATUSRESPONSE']._serialized_start=500
+  _globals['_KVSTATUSRESPONSE']._serialized_end=758
+  _globals['_KVMEMBERREQUEST']._serialized_start=760
+  _globals['_KVMEMBERREQUEST']._serialized_end=811
+  _globals['_KVMEMBERRESPONSE']._serialized_start=813
+  _globals['_KVMEMBERRESPONSE']._serialized_end=831
+  _globals['_KVLOADREQUEST']._serialized_start=833
+  _globals['_KVLOADREQUEST']._serialized_end=904
+  _globals['_KVLOADRESPONSE']._serialized_start=906
+  _globals['_KVLOADRESPONSE']._serialized_end=1006
+  _globals['_KVSERVICE']._serialized_start=1009
+  _globals['_KVSERVICE']._serialized_end=1524
 # @@protoc_insertion_point(module_scope)

@@ -65,6 +65,11 @@ class KvServiceStub:
                 request_serializer=agentflow_dot_v1_dot_kv__pb2.KvMemberRequest.SerializeToString,
                 response_deserializer=agentflow_dot_v1_dot_kv__pb2.KvMemberResponse.FromString,
                 _registered_method=True)
+        self.Load = channel.unary_unary(
+                '/agentflow.v1.KvService/Load',
+                request_serializer=agentflow_dot_v1_dot_kv__pb2.KvLoadRequest.SerializeToString,
+                response_deserializer=agentflow_dot_v1_dot_kv__pb2.KvLoadResponse.FromString,
+                _registered_method=True)
 
 
 class KvServiceServicer:
@@ -106,6 +111,12 @@ class KvServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Load(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +149,11 @@ def add_KvServiceServicer_to_server(servicer, server):
                     servicer.TransferLeader,
                     request_deserializer=agentflow_dot_v1_dot_kv__pb2.KvMemberRequest.FromString,
                     response_serializer=agentflow_dot_v1_dot_kv__pb2.KvMemberResponse.SerializeToString,
+            ),
+            'Load': grpc.unary_unary_rpc_method_handler(
+                    servicer.Load,
+                    request_deserializer=agentflow_dot_v1_dot_kv__pb2.KvLoadRequest.FromString,
+                    response_serializer=agentflow_dot_v1_dot_kv__pb2.KvLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +318,33 @@ class KvService:
             '/agentflow.v1.KvService/TransferLeader',
             agentflow_dot_v1_dot_kv__pb2.KvMemberRequest.SerializeToString,
             agentflow_dot_v1_dot_kv__pb2.KvMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Load(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentflow.v1.KvService/Load',
+            agentflow_dot_v1_dot_kv__pb2.KvLoadRequest.SerializeToString,
+            agentflow_dot_v1_dot_kv__pb2.KvLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

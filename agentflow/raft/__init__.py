@@ -7,6 +7,7 @@ from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore, bootstrap_entries
 from agentflow.raft.types import (
     NONE,
+    CommitUnknownError,
     ConfChange,
     ConfChangeError,
     ConfChangeType,
@@ -30,6 +31,7 @@ from agentflow.raft.types import (
 
 __all__ = [
     "NONE",
+    "CommitUnknownError",
     "ConfChange",
     "ConfChangeError",
     "ConfChangeType",

@@ -22,7 +22,9 @@ class CodecError(ValueError):
 
 
 def encode_conf_change(cc: ConfChange) -> bytes:
-    return pb.ConfChange(type=int(cc.type), node_id=cc.node_id, address=cc.address).SerializeToString()
+    return pb.ConfChange(
+        type=pb.ConfChangeType.ValueType(cc.type), node_id=cc.node_id, address=cc.address
+    ).SerializeToString()
 
 
 def decode_conf_change(data: bytes) -> ConfChange:
@@ -63,7 +65,7 @@ def hard_state_from_pb(msg: pb.HardState) -> HardState:
 
 
 def entry_to_pb(e: Entry) -> pb.Entry:
-    return pb.Entry(term=e.term, index=e.index, type=int(e.type), data=e.data)
+    return pb.Entry(term=e.term, index=e.index, type=pb.EntryType.ValueType(e.type), data=e.data)
 
 
 def entry_from_pb(msg: pb.Entry) -> Entry:
@@ -73,7 +75,7 @@ def entry_from_pb(msg: pb.Entry) -> Entry:
 def message_to_pb(m: Message) -> pb.Message:
     """The snapshot's data is not included: it travels in InstallSnapshot chunks."""
     out = pb.Message(
-        type=int(m.type),
+        type=pb.MessageType.ValueType(m.type),
         to=m.to,
         term=m.term,
         log_term=m.log_term,

@@ -278,7 +278,8 @@ class RaftCore:
         first = self.log.last_index() + 1
         if commands:
             replication.append_entries(
-                self, [Entry(self.term, first + i, EntryType.NORMAL, c) for i, c in enumerate(commands)]
+                self,
+                [Entry(self.term, first + i, EntryType.NORMAL, c) for i, c in enumerate(commands)],
             )
             replication.broadcast_append(self)
         return first, self.term
@@ -443,7 +444,9 @@ class RaftCore:
         if cc.address:
             addresses[cc.node_id] = cc.address
         self.set_conf(
-            ConfState(tuple(sorted(voters)), tuple(sorted(learners)), tuple(sorted(addresses.items())))
+            ConfState(
+                tuple(sorted(voters)), tuple(sorted(learners)), tuple(sorted(addresses.items()))
+            )
         )
 
     def set_conf(self, conf: ConfState) -> None:

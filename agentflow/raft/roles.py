@@ -56,9 +56,7 @@ def step_candidate(core: RaftCore, m: Message) -> None:
         core.become_follower(m.term, m.frm)
         step_follower(core, m)
         return
-    wanted = (
-        MessageType.PRE_VOTE_RESP if core.role is Role.PRE_CANDIDATE else MessageType.VOTE_RESP
-    )
+    wanted = MessageType.PRE_VOTE_RESP if core.role is Role.PRE_CANDIDATE else MessageType.VOTE_RESP
     if m.type is not wanted:
         return
     outcome = record_vote(core, m.frm, not m.reject)
@@ -104,7 +102,9 @@ def _heard_from_leader(core: RaftCore, m: Message) -> None:
 def handle_append(core: RaftCore, m: Message) -> None:
     log = core.log
     if m.index < log.committed:
-        core.send(Message(MessageType.APPEND_RESP, m.frm, core.id, term=core.term, index=log.committed))
+        core.send(
+            Message(MessageType.APPEND_RESP, m.frm, core.id, term=core.term, index=log.committed)
+        )
         return
     last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
     if last_new is not None:

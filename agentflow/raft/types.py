@@ -181,5 +181,11 @@ class ProposalDroppedError(RaftError):
     It was never applied, so retrying it is safe."""
 
 
+class CommitUnknownError(RaftError):
+    """The proposal was appended but this node can no longer tell whether it was
+    committed (it stopped, or a snapshot replaced its log). A retry may apply the
+    command twice unless the command itself is idempotent (request ids)."""
+
+
 class ConfChangeError(RaftError):
     """A membership change was refused; the message says which rule it broke."""

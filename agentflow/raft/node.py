@@ -1,0 +1,467 @@
+"""The asyncio driver: owns a RaftCore, its storage, its transport and the state machine.
+
+One loop does everything that touches the core, so the core needs no locks:
+drain every input that arrived (messages, ticks, proposals, requests) into the
+core, then handle Readies in the documented order: persist (one fsynced
+transaction), then send, then apply. Inputs that arrive while a Ready is being
+persisted wait for the next turn, which is what batches proposals and appends
+under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from agentflow.raft.config import RaftConfig
+from agentflow.raft.core import RaftCore
+from agentflow.raft.fsm import StateMachine
+from agentflow.raft.storage import RaftStorage
+from agentflow.raft.types import (
+    NONE,
+    CommitUnknownError,
+    ConfChange,
+    ConfChangeError,
+    ConfChangeType,
+    EntryType,
+    Message,
+    NodeId,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftError,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class Transport(Protocol):
+    """Best-effort, non-blocking delivery. Raft tolerates loss, duplication and
+    reordering, so `send` may drop; it must never block the driver's loop."""
+
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+    def update_peers(self, addresses: Mapping[NodeId, str]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    tick_interval: float = 0.05  # seconds per core tick; RaftConfig counts in ticks
+    snapshot_every: int = 10_000  # applied entries between local snapshots
+    snapshot_keep_entries: int = 1_000  # log kept behind a snapshot for slow followers
+    max_batch: int = 4096  # proposals per core.propose call
+
+    def __post_init__(self) -> None:
+        if self.tick_interval <= 0:
+            raise ValueError(f"tick_interval must be > 0, got {self.tick_interval}")
+        if self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        if self.snapshot_keep_entries < 0:
+            raise ValueError(
+                f"snapshot_keep_entries must be >= 0, got {self.snapshot_keep_entries}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: NodeId
+    role: Role
+    leader: NodeId
+    term: int
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    voters: tuple[NodeId, ...]
+    learners: tuple[NodeId, ...]
+    addresses: dict[NodeId, str]
+    snapshots_installed: int
+
+
+@dataclass(slots=True)
+class _Proposal:
+    data: bytes
+    future: asyncio.Future[object]
+    index: int = 0
+    term: int = 0
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: NodeId,
+        storage: RaftStorage,
+        transport: Transport,
+        fsm: StateMachine,
+        config: NodeConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.transport = transport
+        self.fsm = fsm
+        self.config = config or NodeConfig()
+        self._rng = rng or random.Random()
+        self._core: RaftCore | None = None
+        self._inbox: list[Message] = []
+        self._ticks = 0
+        self._proposals: list[_Proposal] = []
+        self._requests: list[Callable[[RaftCore], None]] = []
+        self._wake = asyncio.Event()
+        self._waiting: dict[int, _Proposal] = {}  # log index -> proposal awaiting apply
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._read_ids = itertools.count(1)
+        self._apply_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._leader_changed = asyncio.Condition()
+        self._snapshots_installed = 0
+        self._snapshot_index = 0
+        self._stopped = False
+        self._addresses: dict[NodeId, str] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self, bootstrap: Mapping[NodeId, str] | None = None) -> None:
+        """Load state and run until cancelled. `bootstrap` founds a new cluster when
+        storage is empty (ignored otherwise, so restarts may pass it again)."""
+        if bootstrap and await self.storage.is_empty():
+            await self.storage.bootstrap(dict(bootstrap))
+        state = await self.storage.load()
+        core = RaftCore(
+            self.id,
+            self.config.raft,
+            self._rng,
+            hard_state=state.hard_state,
+            snapshot=state.snapshot,
+            entries=state.entries,
+        )
+        if state.snapshot is not None:
+            self.fsm.restore(state.snapshot.data)
+            self._snapshot_index = state.snapshot.meta.index
+        self._core = core
+        self._publish_addresses(core)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._ticker())
+                tg.create_task(self._loop(core))
+        finally:
+            self._stopped = True
+            self._fail_everything(f"node {self.id} stopped")
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_interval
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += interval
+            self._ticks += 1
+            self._wake.set()
+
+    # -- inputs (any task) ---------------------------------------------------------
+
+    def receive(self, message: Message) -> None:
+        """Called by the transport for every inbound message."""
+        self._inbox.append(message)
+        self._wake.set()
+
+    def report_unreachable(self, node: NodeId) -> None:
+        self._call_soon(lambda core: core.report_unreachable(node))
+
+    async def propose(self, command: bytes) -> object:
+        """Replicate `command`, apply it, and return the state machine's result.
+        NotLeaderError: not accepted here (retry on the leader it names).
+        ProposalDroppedError: definitely not applied (safe to retry)."""
+        if not command:
+            raise ValueError("command: must not be empty (empty entries are leader no-ops)")
+        self._check_running()
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._proposals.append(_Proposal(command, fut))
+        self._wake.set()
+        return await fut
+
+    async def read_barrier(self, timeout: float | None = None) -> int:
+        """Linearizable read point (ReadIndex): returns once this node has applied
+        everything committed before the call; local state may then be read."""
+        self._check_running()
+        ctx = f"{self.id}:{next(self._read_ids)}".encode()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = fut
+
+        def request(core: RaftCore) -> None:
+            try:
+                core.request_read(ctx)
+            except RaftError as exc:
+                self._reads.pop(ctx, None)
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        self._call_soon(request)
+        try:
+            index = await asyncio.wait_for(fut, timeout)
+        finally:
+            self._reads.pop(ctx, None)
+        await self.wait_applied(index)
+        return index
+
+    async def wait_applied(self, index: int) -> None:
+        core = self._require_core()
+        if core.log.applied >= index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._apply_waiters.append((index, fut))
+        await fut
+
+    async def add_member(
+        self, node_id: NodeId, address: str, catch_up_timeout: float = 30.0
+    ) -> None:
+        """Add a voter safely: as a learner first, promoted once its log has caught
+        up with the leader's commit index (so it cannot stall commits)."""
+        await self._conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node_id, address))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + catch_up_timeout
+        while True:
+            core = self._require_core()
+            pr = core.progress.get(node_id)
+            if core.role is not Role.LEADER:
+                raise NotLeaderError(core.lead, "leadership changed while adding a member")
+            if pr is not None and pr.match >= core.log.committed:
+                break
+            if loop.time() > deadline:
+                raise ConfChangeError(
+                    f"node_id: {node_id!r} did not catch up within {catch_up_timeout} s; "
+                    "it stays a learner"
+                )
+            await asyncio.sleep(self.config.tick_interval)
+        await self._conf_change(ConfChange(ConfChangeType.PROMOTE, node_id))
+
+    async def remove_member(self, node_id: NodeId) -> None:
+        await self._conf_change(ConfChange(ConfChangeType.REMOVE, node_id))
+
+    async def _conf_change(self, cc: ConfChange) -> None:
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        def request(core: RaftCore) -> None:
+            try:
+                index, term = core.propose_conf_change(cc)
+            except RaftError as exc:
+                fut.set_exception(exc)
+                return
+            self._waiting[index] = _Proposal(b"", fut, index, term)
+
+        self._call_soon(request)
+        await fut
+
+    async def transfer_leadership(self, target: NodeId, timeout: float | None = None) -> None:
+        """Ask the leader (this node) to hand over to `target`; returns when some
+        other node leads, raises TimeoutError if none does in time."""
+        self._call_soon(lambda core: core.transfer_leadership(target))
+        limit = timeout or 2 * self.config.raft.election_ticks * self.config.tick_interval
+        await self.wait_for_leader(lambda leader: leader not in (NONE, self.id), limit)
+
+    async def wait_for_leader(
+        self, predicate: Callable[[NodeId], bool] | None = None, timeout: float | None = None
+    ) -> NodeId:
+        """Wait until the known leader satisfies `predicate` (default: any leader)."""
+        check = predicate or (lambda leader: leader != NONE)
+        async with self._leader_changed:
+            await asyncio.wait_for(
+                self._leader_changed.wait_for(lambda: check(self.leader())), timeout
+            )
+        return self.leader()
+
+    # -- queries -------------------------------------------------------------------
+
+    def leader(self) -> NodeId:
+        return self._core.lead if self._core else NONE
+
+    def is_leader(self) -> bool:
+        return self._core is not None and self._core.role is Role.LEADER
+
+    def leader_address(self) -> str:
+        return self._addresses.get(self.leader(), "")
+
+    def status(self) -> NodeStatus:
+        core = self._require_core()
+        return NodeStatus(
+            node_id=self.id,
+            role=core.role,
+            leader=core.lead,
+            term=core.term,
+            commit_index=core.log.committed,
+            applied_index=core.log.applied,
+            last_index=core.log.last_index(),
+            snapshot_index=self._snapshot_index,
+            voters=core.conf.voters,
+            learners=core.conf.learners,
+            addresses=dict(self._addresses),
+            snapshots_installed=self._snapshots_installed,
+        )
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _call_soon(self, fn: Callable[[RaftCore], None]) -> None:
+        self._requests.append(fn)
+        self._wake.set()
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise NotLeaderError(NONE, f"node {self.id} is stopped")
+
+    def _require_core(self) -> RaftCore:
+        if self._core is None:
+            raise NotLeaderError(NONE, f"node {self.id} has not started")
+        return self._core
+
+    async def _loop(self, core: RaftCore) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._feed(core)
+            while core.has_ready():
+                await self._handle_ready(core, core.ready())
+            if core.log.applied - self._snapshot_index >= self.config.snapshot_every:
+                await self._take_snapshot(core)
+
+    def _feed(self, core: RaftCore) -> None:
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(ticks):
+            core.tick()
+        inbox, self._inbox = self._inbox, []
+        for m in inbox:
+            core.step(m)
+        requests, self._requests = self._requests, []
+        for fn in requests:
+            fn(core)
+        while self._proposals:
+            batch = self._proposals[: self.config.max_batch]
+            del self._proposals[: self.config.max_batch]
+            self._propose_batch(core, batch)
+
+    def _propose_batch(self, core: RaftCore, batch: list[_Proposal]) -> None:
+        try:
+            first, term = core.propose([p.data for p in batch])
+        except RaftError as exc:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        for i, p in enumerate(batch):
+            p.index, p.term = first + i, term
+            self._waiting[p.index] = p
+
+    async def _handle_ready(self, core: RaftCore, rd: Ready) -> None:
+        if rd.must_sync():
+            await self.storage.save(rd)
+        if rd.messages:
+            self.transport.send(rd.messages)
+        if rd.snapshot is not None:
+            self.fsm.restore(rd.snapshot.data)
+            self._snapshot_index = rd.snapshot.meta.index
+            self._snapshots_installed += 1
+            self._drop_waiting_through(rd.snapshot.meta.index)
+        self._apply(rd)
+        core.advance(rd)
+        for rs in rd.read_states:
+            fut = self._reads.pop(rs.context, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        self._wake_apply_waiters(core.log.applied)
+        if rd.soft_state is not None:
+            await self._on_soft_state(core)
+        if rd.committed_entries and any(
+            e.type is EntryType.CONF_CHANGE for e in rd.committed_entries
+        ):
+            self._publish_addresses(core)
+
+    def _apply(self, rd: Ready) -> None:
+        waiting = self._waiting
+        for e in rd.committed_entries:
+            result: object = None
+            if e.type is EntryType.NORMAL and e.data:
+                result = self.fsm.apply(e.index, e.data)
+            p = waiting.pop(e.index, None) if waiting else None
+            if p is None or p.future.done():
+                continue
+            if p.term == e.term:
+                p.future.set_result(result)
+            else:
+                p.future.set_exception(
+                    ProposalDroppedError(f"entry {e.index} was overwritten by term {e.term}")
+                )
+
+    def _drop_waiting_through(self, index: int) -> None:
+        """A snapshot from a newer leader jumped over these indexes (we proposed them
+        in an older term): whether they were committed is no longer knowable here."""
+        for i in [i for i in self._waiting if i <= index]:
+            p = self._waiting.pop(i)
+            if not p.future.done():
+                p.future.set_exception(
+                    CommitUnknownError(f"outcome of entry {i} unknown after a snapshot install")
+                )
+
+    def _wake_apply_waiters(self, applied: int) -> None:
+        if not self._apply_waiters:
+            return
+        still = []
+        for index, fut in self._apply_waiters:
+            if index <= applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((index, fut))
+        self._apply_waiters = still
+
+    async def _on_soft_state(self, core: RaftCore) -> None:
+        if core.role is not Role.LEADER:
+            # Reads waiting for this leader's confirmation will never get it.
+            for ctx, fut in list(self._reads.items()):
+                if not fut.done():
+                    fut.set_exception(NotLeaderError(core.lead, "leadership changed during read"))
+                self._reads.pop(ctx, None)
+        log.info("raft.role", node=self.id, role=core.role.value, term=core.term, leader=core.lead)
+        async with self._leader_changed:
+            self._leader_changed.notify_all()
+
+    def _publish_addresses(self, core: RaftCore) -> None:
+        self._addresses = core.conf.address_map()
+        self.transport.update_peers({n: a for n, a in self._addresses.items() if n != self.id})
+
+    async def _take_snapshot(self, core: RaftCore) -> None:
+        applied = core.log.applied
+        term = core.log.term(applied)
+        if term is None:
+            return
+        snap = Snapshot(SnapshotMeta(applied, term, core.conf), self.fsm.snapshot())
+        base = core.compact(snap, self.config.snapshot_keep_entries)
+        await self.storage.save_snapshot(snap, base)
+        self._snapshot_index = applied
+        log.info("raft.snapshot", node=self.id, index=applied, compacted_to=base)
+
+    def _fail_everything(self, why: str) -> None:
+        exc = NotLeaderError(NONE, why)
+        for p in self._proposals:
+            if not p.future.done():
+                p.future.set_exception(ProposalDroppedError(why))
+        for p in self._waiting.values():
+            if not p.future.done():
+                p.future.set_exception(CommitUnknownError(why))
+        self._proposals.clear()
+        self._waiting.clear()
+        for fut in self._reads.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._reads.clear()
+        for _, wfut in self._apply_waiters:
+            if not wfut.done():
+                wfut.set_exception(exc)
+        self._apply_waiters.clear()

@@ -1,0 +1,477 @@
+"""Durable Raft state: SQLite (WAL, synchronous=FULL) for the log and hard state,
+one file per snapshot beside it.
+
+Layout of `data_dir`:
+
+    raft.db        tables entries, hard_state, snapshots (every row carries a CRC)
+    snapshots/     <term>-<index>.snap files, see `agentflow.raft.snapshots`
+
+The database is the single source of truth for which snapshots exist: a snapshot
+file is written and fsynced first, and only the transaction that records it (and
+drops the entries it replaces) makes it live. A crash in between leaves an
+unrecorded file that the next `open` removes, so the log and the snapshot can
+never disagree.
+
+One `RaftStorage` owns its directory; all its transactions go through one
+aiosqlite connection and are serialized by a lock, so the host may call
+`save_snapshot` from another task while the driver calls `save`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import struct
+import sys
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from google.protobuf.message import DecodeError
+
+from agentflow._proto import raft_pb2 as pb
+from agentflow.raft import snapshots
+from agentflow.raft.codec import hard_state_from_pb, hard_state_to_pb
+from agentflow.raft.core import bootstrap_entries
+from agentflow.raft.types import (
+    NONE,
+    Entry,
+    EntryType,
+    HardState,
+    NodeId,
+    RaftError,
+    Ready,
+    Snapshot,
+    SnapshotMeta,
+)
+
+DB_NAME = "raft.db"
+SNAPSHOT_DIR = "snapshots"
+SCHEMA_VERSION = 1
+# Two, so that a latest snapshot file found damaged on load can fall back to the
+# previous one (when the log still reaches back to it).
+KEEP_SNAPSHOTS = 2
+
+_SCHEMA = f"""
+BEGIN;
+CREATE TABLE IF NOT EXISTS entries (
+    idx  INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    data BLOB    NOT NULL,
+    crc  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hard_state (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    data BLOB    NOT NULL,
+    crc  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    idx  INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    crc  INTEGER NOT NULL
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+
+_INSERT_ENTRIES = "INSERT INTO entries (idx, term, type, data, crc) VALUES (?, ?, ?, ?, ?)"
+_UPSERT_HARD_STATE = "INSERT OR REPLACE INTO hard_state (id, data, crc) VALUES (1, ?, ?)"
+_UPSERT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots (idx, term, crc) VALUES (?, ?, ?)"
+
+_ENTRY_HEADER = struct.Struct("<QQB")  # term, index, type
+_SNAPSHOT_ROW = struct.Struct("<QQ")  # index, term
+
+_EntryRow = tuple[int, int, int, bytes, int]
+
+
+class StorageCorruptError(RaftError):
+    """Stored state failed a check; nothing from it was returned.
+
+    `where` names the table or file at fault, `index` the log index when known."""
+
+    def __init__(self, where: str, detail: str, index: int | None = None) -> None:
+        self.where = where
+        self.index = index
+        at = f" at index {index}" if index is not None else ""
+        super().__init__(f"{where}{at}: {detail}")
+
+
+@dataclass(frozen=True)
+class PersistedState:
+    hard_state: HardState
+    snapshot: Snapshot | None
+    """The latest valid snapshot (meta and data), or None."""
+    entries: list[Entry]
+    """Every stored entry after `snapshot.meta.index` (from index 1 without a
+    snapshot), in order and contiguous."""
+
+
+def entry_crc(term: int, index: int, type_: int, data: bytes) -> int:
+    return zlib.crc32(data, zlib.crc32(_ENTRY_HEADER.pack(term, index, type_)))
+
+
+def _snapshot_row_crc(index: int, term: int) -> int:
+    return zlib.crc32(_SNAPSHOT_ROW.pack(index, term))
+
+
+def _entry_rows(entries: Sequence[Entry]) -> list[_EntryRow]:
+    first = entries[0].index
+    if entries[-1].index != first + len(entries) - 1:
+        raise ValueError(f"entries are not contiguous: {first}..{entries[-1].index}")
+    return [
+        (e.index, e.term, int(e.type), e.data, entry_crc(e.term, e.index, int(e.type), e.data))
+        for e in entries
+    ]
+
+
+def _hard_state_params(hs: HardState) -> tuple[bytes, int]:
+    data = hard_state_to_pb(hs).SerializeToString()
+    return data, zlib.crc32(data)
+
+
+class RaftStorage:
+    def __init__(self, data_dir: Path, db: aiosqlite.Connection, snaps: dict[int, int]) -> None:
+        """Use `RaftStorage.open`."""
+        self.data_dir = data_dir
+        self.snapshot_dir = data_dir / SNAPSHOT_DIR
+        self._db_label = str(data_dir / DB_NAME)
+        self._db: aiosqlite.Connection | None = db
+        self._lock = asyncio.Lock()
+        # Recorded snapshots, index -> term: mirrors the snapshots table after
+        # every commit so pruning needs no query inside the hot transaction.
+        self._snaps = snaps
+        # Snapshots whose file failed verification in `load`; pruned first.
+        self._bad_snaps: set[int] = set()
+        # Upper bound of the highest stored entry index. Appends past it (the
+        # common case) skip the DELETE of a conflicting suffix; it may only ever
+        # be too high, which costs a no-op DELETE, never too low.
+        self._last_index = sys.maxsize
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> RaftStorage:
+        data_dir = Path(data_dir)
+        snap_dir = data_dir / SNAPSHOT_DIR
+        await asyncio.to_thread(_make_dirs, data_dir, snap_dir)
+        db = await aiosqlite.connect(data_dir / DB_NAME, isolation_level=None)
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode=WAL"))
+            if str(rows[0][0]).lower() != "wal":
+                raise RaftError(f"{data_dir / DB_NAME}: cannot enable WAL (got {rows[0][0]})")
+            await db.execute("PRAGMA synchronous=FULL")
+            rows = list(await db.execute_fetchall("PRAGMA user_version"))
+            version = int(rows[0][0])
+            if version > SCHEMA_VERSION:
+                raise RaftError(
+                    f"{data_dir / DB_NAME}: schema version {version} is newer than "
+                    f"supported {SCHEMA_VERSION}"
+                )
+            if version < SCHEMA_VERSION:
+                await db.executescript(_SCHEMA)
+            snaps, rows_ok = await _read_snapshot_rows(db)
+            rows = list(await db.execute_fetchall("SELECT max(idx) FROM entries"))
+            last = rows[0][0]
+            # Orphan files can only be told apart from recorded ones when every
+            # row is intact; otherwise keep them all and let `load` report.
+            keep = {snapshots.file_name(t, i) for i, t in snaps.items()} if rows_ok else None
+            await asyncio.to_thread(_clean_dirs, data_dir, snap_dir, keep)
+        except BaseException:
+            await db.close()
+            raise
+        storage = cls(data_dir, db, snaps)
+        if isinstance(last, int):
+            storage._last_index = last
+        elif last is None:
+            storage._last_index = 0
+        return storage
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RaftError(f"{self._db_label}: storage is closed")
+        return self._db
+
+    # -- reading ---------------------------------------------------------------
+
+    async def is_empty(self) -> bool:
+        """Nothing was ever written: no hard state, no entries, no snapshot."""
+        async with self._lock:
+            return await self._is_empty(self._conn())
+
+    @staticmethod
+    async def _is_empty(db: aiosqlite.Connection) -> bool:
+        rows = list(
+            await db.execute_fetchall(
+                "SELECT EXISTS (SELECT 1 FROM hard_state) OR EXISTS (SELECT 1 FROM entries)"
+                " OR EXISTS (SELECT 1 FROM snapshots)"
+            )
+        )
+        return not rows[0][0]
+
+    async def load(self) -> PersistedState:
+        """Everything stored, every record verified.
+
+        Raises StorageCorruptError rather than return anything that failed a check.
+        A damaged latest snapshot file is replaced by the newest valid earlier one
+        only when the stored log still holds every entry between the two."""
+        async with self._lock:
+            db = self._conn()
+            hs_rows = list(await db.execute_fetchall("SELECT data, crc FROM hard_state"))
+            snaps, _ = await _read_snapshot_rows(db, strict=self._db_label)
+            entry_rows = await db.execute_fetchall(
+                "SELECT idx, term, type, data, crc FROM entries ORDER BY idx"
+            )
+            hard_state = self._verify_hard_state(hs_rows)
+            entries = self._verify_entries(entry_rows)
+            snapshot = await self._pick_snapshot(snaps, entries)
+
+        base = snapshot.meta.index if snapshot else 0
+        if entries and entries[0].index <= base:
+            entries = entries[base - entries[0].index + 1 :]
+        if entries and entries[0].index != base + 1:
+            raise StorageCorruptError(
+                f"{self._db_label} table entries",
+                f"missing; the stored log resumes at {entries[0].index}",
+                index=base + 1,
+            )
+        last = entries[-1].index if entries else base
+        if hard_state.commit > last:
+            raise StorageCorruptError(
+                f"{self._db_label} table hard_state",
+                f"commit index {hard_state.commit} is beyond the last stored index {last}",
+            )
+        return PersistedState(hard_state, snapshot, entries)
+
+    def _verify_hard_state(self, rows: list[sqlite3.Row]) -> HardState:
+        if not rows:
+            return HardState()
+        where = f"{self._db_label} table hard_state"
+        data, crc = rows[0]
+        if not isinstance(data, bytes) or zlib.crc32(data) != crc:
+            raise StorageCorruptError(where, "CRC mismatch")
+        try:
+            return hard_state_from_pb(pb.HardState.FromString(data))
+        except DecodeError as e:
+            raise StorageCorruptError(where, f"undecodable: {e}") from e
+
+    def _verify_entries(self, rows: Iterable[sqlite3.Row]) -> list[Entry]:
+        where = f"{self._db_label} table entries"
+        out: list[Entry] = []
+        prev = 0
+        for idx, term, type_, data, crc in rows:
+            try:
+                ok = entry_crc(term, idx, type_, data) == crc
+                etype = EntryType(type_)
+            except (TypeError, ValueError, struct.error):
+                ok = False
+            if not ok:
+                raise StorageCorruptError(where, "CRC mismatch", index=idx)
+            if out and idx != prev + 1:
+                raise StorageCorruptError(where, f"missing (next stored is {idx})", index=prev + 1)
+            out.append(Entry(term, idx, etype, data))
+            prev = idx
+        return out
+
+    async def _pick_snapshot(self, snaps: dict[int, int], entries: list[Entry]) -> Snapshot | None:
+        if not snaps:
+            return None
+        newest = max(snaps)
+        failures: list[str] = []
+        for index in sorted(snaps, reverse=True):
+            term = snaps[index]
+            path = self.snapshot_dir / snapshots.file_name(term, index)
+            try:
+                snap = await asyncio.to_thread(snapshots.read_file, path)
+                if (snap.meta.index, snap.meta.term) != (index, term):
+                    raise snapshots.SnapshotFileError(
+                        f"holds index {snap.meta.index} term {snap.meta.term}"
+                    )
+            except snapshots.SnapshotFileError as e:
+                self._bad_snaps.add(index)
+                failures.append(f"{path} (index {index}): {e}")
+                continue
+            if index != newest and not (
+                entries and entries[0].index <= index + 1 and entries[-1].index >= newest
+            ):
+                raise StorageCorruptError(
+                    failures[0],
+                    f"and the log does not hold entries {index + 1}..{newest} needed to "
+                    f"fall back to {path}",
+                    index=newest,
+                )
+            return snap
+        raise StorageCorruptError(f"snapshot file {failures[0]}", "; ".join(failures[1:]) or "no valid snapshot")
+
+    # -- writing ---------------------------------------------------------------
+
+    async def bootstrap(self, members: dict[NodeId, str]) -> bool:
+        """Write the founding configuration of a new cluster: `bootstrap_entries`
+        and HardState(term=1, commit=len(members)). Only into an empty storage;
+        returns False (and writes nothing) if anything was stored before, so a
+        founding member may call it on every start."""
+        if not members:
+            raise ValueError("bootstrap needs at least one member")
+        rows = _entry_rows(bootstrap_entries(members))
+        hs = _hard_state_params(HardState(term=1, vote=NONE, commit=len(members)))
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                if not await self._is_empty(db):
+                    await db.execute("ROLLBACK")
+                    return False
+                await db.executemany(_INSERT_ENTRIES, rows)
+                await db.execute(_UPSERT_HARD_STATE, hs)
+                await db.execute("COMMIT")
+            except BaseException:
+                await self._abort(db)
+                raise
+            self._last_index = rows[-1][0]
+        return True
+
+    async def save(self, ready: Ready) -> None:
+        """Persist what `ready` asks for in one transaction, durable on return:
+        its snapshot (which replaces the whole stored log), then its entries
+        (replacing any stored at the same or later indexes), then its hard state.
+        Does nothing if `ready.must_sync()` is false."""
+        if not ready.must_sync():
+            return
+        snap = ready.snapshot
+        rows = _entry_rows(ready.entries) if ready.entries else []
+        hs = _hard_state_params(ready.hard_state) if ready.hard_state is not None else None
+        if snap is not None:
+            await asyncio.to_thread(snapshots.write_file, self.snapshot_dir, snap)
+        async with self._lock:
+            db = self._conn()
+            try:
+                # The awaits here are the cost of a save (each is a hop to the
+                # connection's thread), so the common append does only
+                # BEGIN, INSERT, hard state, COMMIT.
+                await db.execute("BEGIN")
+                if snap is not None:
+                    await db.execute("DELETE FROM entries")
+                    snaps, dropped = await self._record_snapshot(db, snap.meta)
+                elif rows and rows[0][0] <= self._last_index:
+                    await db.execute("DELETE FROM entries WHERE idx >= ?", (rows[0][0],))
+                if rows:
+                    await db.executemany(_INSERT_ENTRIES, rows)
+                if hs is not None:
+                    await db.execute(_UPSERT_HARD_STATE, hs)
+                await db.execute("COMMIT")
+            except BaseException:
+                await self._abort(db)
+                raise
+            if rows:
+                self._last_index = rows[-1][0]
+            elif snap is not None:
+                self._last_index = 0
+            if snap is not None:
+                self._snaps = snaps
+        if snap is not None and dropped:
+            await asyncio.to_thread(snapshots.remove_files, self.snapshot_dir, dropped)
+
+    async def save_snapshot(self, snapshot: Snapshot, compact_to: int) -> None:
+        """Record a snapshot the host took of its own state machine and drop the
+        stored entries up to `compact_to` (at most the snapshot's index; lower
+        keeps some entries for slow followers). Keeps the newest
+        `KEEP_SNAPSHOTS` snapshot files."""
+        meta = snapshot.meta
+        if not 0 <= compact_to <= meta.index:
+            raise ValueError(f"compact_to {compact_to} is outside 0..{meta.index}")
+        await asyncio.to_thread(snapshots.write_file, self.snapshot_dir, snapshot)
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN")
+                snaps, dropped = await self._record_snapshot(db, meta)
+                if compact_to > 0:
+                    await db.execute("DELETE FROM entries WHERE idx <= ?", (compact_to,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await self._abort(db)
+                raise
+            self._snaps = snaps
+        if dropped:
+            await asyncio.to_thread(snapshots.remove_files, self.snapshot_dir, dropped)
+
+    async def _record_snapshot(
+        self, db: aiosqlite.Connection, meta: SnapshotMeta
+    ) -> tuple[dict[int, int], list[str]]:
+        """Inside a transaction: record `meta` and unrecord snapshots beyond the
+        retention. Returns the new index -> term map and the file names to delete
+        once the transaction has committed."""
+        snaps = dict(self._snaps)
+        dropped: list[str] = []
+        old_term = snaps.get(meta.index)
+        if old_term is not None and old_term != meta.term:
+            dropped.append(snapshots.file_name(old_term, meta.index))
+        snaps[meta.index] = meta.term
+        await db.execute(_UPSERT_SNAPSHOT, (meta.index, meta.term, _snapshot_row_crc(meta.index, meta.term)))
+        good = sorted((i for i in snaps if i not in self._bad_snaps or i == meta.index), reverse=True)
+        keep = set(good[:KEEP_SNAPSHOTS])
+        drop = [i for i in snaps if i not in keep]
+        if drop:
+            await db.executemany("DELETE FROM snapshots WHERE idx = ?", [(i,) for i in drop])
+            dropped += [snapshots.file_name(snaps.pop(i), i) for i in drop]
+        return snaps, dropped
+
+    async def _abort(self, db: aiosqlite.Connection) -> None:
+        # After a failure mid-transaction the stored suffix is unknown; the
+        # maximum forces a DELETE before the next insert.
+        self._last_index = sys.maxsize
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await db.execute("ROLLBACK")
+
+
+async def _read_snapshot_rows(
+    db: aiosqlite.Connection, strict: str | None = None
+) -> tuple[dict[int, int], bool]:
+    """index -> term of recorded snapshots, and whether every row passed its CRC.
+    With `strict` (the database's name) a bad row raises instead."""
+    snaps: dict[int, int] = {}
+    ok = True
+    for idx, term, crc in await db.execute_fetchall("SELECT idx, term, crc FROM snapshots"):
+        try:
+            valid = _snapshot_row_crc(idx, term) == crc
+        except (TypeError, struct.error):
+            valid = False
+        if not valid:
+            if strict is not None:
+                raise StorageCorruptError(f"{strict} table snapshots", "CRC mismatch", index=idx)
+            ok = False
+            continue
+        snaps[idx] = term
+    return snaps, ok
+
+
+def _make_dirs(data_dir: Path, snap_dir: Path) -> None:
+    created = not data_dir.exists()
+    snap_dir.mkdir(parents=True, exist_ok=True)
+    snapshots.fsync_dir(data_dir)
+    if created:
+        snapshots.fsync_dir(data_dir.parent)
+
+
+def _clean_dirs(data_dir: Path, snap_dir: Path, keep: set[str] | None) -> None:
+    if keep is None:
+        for p in snap_dir.glob("*" + snapshots.TMP_SUFFIX):
+            p.unlink()
+    else:
+        snapshots.remove_leftovers(snap_dir, keep)
+    # raft.db and its WAL may have just been created: make their names durable.
+    snapshots.fsync_dir(data_dir)
+
+
+def _unused(_: Any) -> None:  # pragma: no cover
+    pass

@@ -1,0 +1,270 @@
+"""gRPC transport between masters (RaftService in proto/agentflow/v1/raft.proto).
+
+Outbound, each peer has one long-lived `Append` stream fed in batches: whatever
+the driver handed over since the last write goes out as one MessageBatch. Votes
+and TimeoutNow use unary calls so an election never waits behind a large batch;
+snapshots go in chunks on their own call. Delivery is best effort: when a peer
+is down, messages are dropped and the core is told the peer is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from agentflow._proto import raft_pb2 as pb
+from agentflow._proto import raft_pb2_grpc
+from agentflow.raft.codec import CodecError, message_from_pb, message_to_pb
+from agentflow.raft.types import Message, MessageType, NodeId
+
+if TYPE_CHECKING:
+    from agentflow._proto.raft_pb2_grpc import RaftServiceAsyncStub
+
+log = structlog.get_logger(__name__)
+
+SNAPSHOT_CHUNK = 1 << 20
+MAX_QUEUED = 10_000  # messages buffered per peer before we start dropping
+MAX_MESSAGE_BYTES = 64 << 20
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+_UNARY = {
+    MessageType.VOTE,
+    MessageType.VOTE_RESP,
+    MessageType.PRE_VOTE,
+    MessageType.PRE_VOTE_RESP,
+    MessageType.TIMEOUT_NOW,
+}
+
+Deliver = Callable[[Message], None]
+ReportUnreachable = Callable[[NodeId], None]
+
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class _Peer:
+    """Outbound side towards one peer. Owns its channel and sender task."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        peer_id: NodeId,
+        address: str,
+        unreachable: ReportUnreachable,
+        retry_delay: float,
+    ) -> None:
+        self.node_id = node_id
+        self.peer_id = peer_id
+        self.address = address
+        self._unreachable = unreachable
+        self._retry_delay = retry_delay
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub: RaftServiceAsyncStub = raft_pb2_grpc.RaftServiceStub(self._channel)
+        self._queue: list[pb.Message] = []
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._snapshot_busy = False
+        self._tasks.add(asyncio.get_running_loop().create_task(self._stream_sender()))
+
+    def send(self, m: Message) -> None:
+        if m.type is MessageType.SNAPSHOT:
+            if not self._snapshot_busy:
+                self._spawn(self._send_snapshot(m))
+        elif m.type in _UNARY:
+            self._spawn(self._send_unary(m))
+        else:
+            if len(self._queue) >= MAX_QUEUED:
+                # The peer cannot keep up or is gone: dropping is safe for Raft.
+                self._queue.clear()
+                self._unreachable(self.peer_id)
+            self._queue.append(message_to_pb(m))
+            self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _batches(self) -> AsyncIterator[pb.MessageBatch]:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._queue:
+                batch, self._queue = self._queue, []
+                yield pb.MessageBatch(messages=batch)
+
+    async def _stream_sender(self) -> None:
+        while True:
+            try:
+                await self._stub.Append(self._batches())
+            except grpc.aio.AioRpcError as exc:
+                log.debug("raft.transport.stream_down", peer=self.peer_id, code=str(exc.code()))
+            self._queue.clear()
+            self._unreachable(self.peer_id)
+            await asyncio.sleep(self._retry_delay)
+
+    async def _send_unary(self, m: Message) -> None:
+        call = self._stub.TimeoutNow if m.type is MessageType.TIMEOUT_NOW else self._stub.Vote
+        try:
+            await call(message_to_pb(m), timeout=5.0)
+        except grpc.aio.AioRpcError:
+            self._unreachable(self.peer_id)
+
+    async def _send_snapshot(self, m: Message) -> None:
+        assert m.snapshot is not None
+        self._snapshot_busy = True
+        data = m.snapshot.data
+        header = message_to_pb(m)
+        crc = zlib.crc32(data)
+
+        def chunks() -> list[pb.SnapshotChunk]:
+            out = []
+            for offset in range(0, max(len(data), 1), SNAPSHOT_CHUNK):
+                out.append(
+                    pb.SnapshotChunk(offset=offset, data=data[offset : offset + SNAPSHOT_CHUNK])
+                )
+            out[0].header.CopyFrom(header)
+            out[-1].done = True
+            out[-1].crc32 = crc
+            return out
+
+        try:
+            await self._stub.InstallSnapshot(iter(chunks()), timeout=60.0)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("raft.transport.snapshot_failed", peer=self.peer_id, code=str(exc.code()))
+            self._unreachable(self.peer_id)
+        finally:
+            self._snapshot_busy = False
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._channel.close()
+
+
+class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
+    """Inbound side: decodes and hands every message to the local node."""
+
+    def __init__(self, node_id: NodeId, deliver: Deliver) -> None:
+        self.node_id = node_id
+        self._deliver = deliver
+
+    def _accept(self, msg: pb.Message, snapshot_data: bytes | None = None) -> None:
+        try:
+            m = message_from_pb(msg, snapshot_data)
+        except (CodecError, ValueError) as exc:
+            log.warning("raft.transport.bad_message", error=str(exc))
+            return
+        if m.to != self.node_id:
+            log.warning("raft.transport.misrouted", to=m.to, me=self.node_id, frm=m.frm)
+            return
+        self._deliver(m)
+
+    async def Append(
+        self, request_iterator: AsyncIterator[pb.MessageBatch], context: Ctx
+    ) -> pb.RaftAck:
+        async for batch in request_iterator:
+            for msg in batch.messages:
+                self._accept(msg)
+        return pb.RaftAck()
+
+    async def Vote(self, request: pb.Message, context: Ctx) -> pb.RaftAck:
+        self._accept(request)
+        return pb.RaftAck()
+
+    async def TimeoutNow(self, request: pb.Message, context: Ctx) -> pb.RaftAck:
+        self._accept(request)
+        return pb.RaftAck()
+
+    async def InstallSnapshot(
+        self, request_iterator: AsyncIterator[pb.SnapshotChunk], context: Ctx
+    ) -> pb.RaftAck:
+        header: pb.Message | None = None
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request_iterator:
+            if header is None:
+                if not chunk.HasField("header"):
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "header: first chunk must carry it"
+                    )
+                header = chunk.header
+            if chunk.offset != size:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"offset: expected {size}, got {chunk.offset}",
+                )
+            parts.append(chunk.data)
+            size += len(chunk.data)
+            if chunk.done:
+                data = b"".join(parts)
+                if zlib.crc32(data) != chunk.crc32:
+                    await context.abort(grpc.StatusCode.DATA_LOSS, "crc32: snapshot data corrupted")
+                self._accept(header, data)
+                return pb.RaftAck()
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "done: stream ended before the last chunk"
+        )
+        raise AssertionError("unreachable")
+
+
+class GrpcTransport:
+    """The driver's Transport over gRPC. Register `servicer` on the process's server."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        deliver: Deliver,
+        unreachable: ReportUnreachable,
+        retry_delay: float = 0.1,
+    ) -> None:
+        self.node_id = node_id
+        self.servicer = RaftServicer(node_id, deliver)
+        self._unreachable = unreachable
+        self._retry_delay = retry_delay
+        self._peers: dict[NodeId, _Peer] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        raft_pb2_grpc.add_RaftServiceServicer_to_server(self.servicer, server)
+
+    def send(self, messages: Sequence[Message]) -> None:
+        for m in messages:
+            peer = self._peers.get(m.to)
+            if peer is not None:
+                peer.send(m)
+
+    def update_peers(self, addresses: Mapping[NodeId, str]) -> None:
+        for node, address in addresses.items():
+            current = self._peers.get(node)
+            if current is not None and current.address == address:
+                continue
+            if current is not None:
+                self._close_later(current)
+            self._peers[node] = _Peer(
+                self.node_id, node, address, self._unreachable, self._retry_delay
+            )
+        for node in [n for n in self._peers if n not in addresses]:
+            self._close_later(self._peers.pop(node))
+
+    def _close_later(self, peer: _Peer) -> None:
+        task = asyncio.get_running_loop().create_task(peer.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        peers, self._peers = list(self._peers.values()), {}
+        await asyncio.gather(*(p.close() for p in peers), *self._closing)
