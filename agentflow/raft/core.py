@@ -359,8 +359,10 @@ class RaftCore:
         """The host took `snapshot` of its state machine at an applied index. Keep it
         for lagging followers and drop log entries it covers, except the last
         `keep_entries` (so a slightly slow follower still gets entries, not a
-        snapshot). Returns the new compaction point: the host drops the same
-        entries from storage."""
+        snapshot). Returns the index through which the host may drop entries from
+        storage: never past `snapshot`, even when the in-memory log already starts
+        later (a leader's snapshot received but not yet persisted may still be lost
+        in a crash, and then the stored entries after `snapshot` are needed)."""
         self._check_idle()
         if snapshot.meta.index > self.log.applied:
             raise ValueError(
@@ -368,8 +370,9 @@ class RaftCore:
             )
         if self.snapshot is None or snapshot.meta.index > self.snapshot.meta.index:
             self.snapshot = snapshot
-        self.log.compact(max(0, snapshot.meta.index - keep_entries))
-        return self.log.base_index
+        point = max(0, snapshot.meta.index - keep_entries)
+        self.log.compact(point)
+        return point
 
     def _require_leader(self) -> None:
         if self.role is not Role.LEADER:

@@ -163,6 +163,8 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
                 pr.become_probe()
             send_append(core, m.frm)
         return
+    # A paused follower was skipped by any commit broadcast made meanwhile.
+    was_paused = pr.is_paused(core.cfg.max_inflight_msgs)
     if not pr.maybe_update(m.index):
         if not (pr.state is ProgressState.PROBE and pr.match == m.index):
             return
@@ -176,6 +178,8 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
     if maybe_commit(core):
         broadcast_append(core, allow_empty=True)  # followers learn the commit at once
     else:
+        if was_paused:
+            send_append(core, m.frm, allow_empty=True)  # so it learns the commit index
         # Keep the pipeline full: send whatever else the follower lacks.
         while send_append(core, m.frm):
             pass
@@ -186,7 +190,9 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
 def _handle_heartbeat_resp(core: RaftCore, m: Message, pr: Progress) -> None:
     pr.probe_sent = False
     if pr.match < core.log.last_index():
-        send_append(core, m.frm)
+        # Even if everything is already in flight: an empty append makes a follower
+        # that lost those messages reject it, and the leader probes back at once.
+        send_append(core, m.frm, allow_empty=True)
     if not m.context:
         return
     acks = core.read_index.ack(m.context, m.frm)

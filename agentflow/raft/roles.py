@@ -135,8 +135,10 @@ def handle_snapshot(core: RaftCore, m: Message) -> None:
         index = log.committed
     elif log.match_term(meta.index, meta.term):
         # We already hold the entry the snapshot ends at: just fast-forward commit.
+        # Entries after it may be a deposed leader's: acknowledge only what we know
+        # matches the leader, or it would count us as holding entries we lack.
         log.commit_to(meta.index)
-        index = log.last_index()
+        index = meta.index
     else:
         log.restore(snap)
         core.snapshot = snap

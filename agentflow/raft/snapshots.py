@@ -70,10 +70,7 @@ def write_file(directory: Path, snapshot: Snapshot) -> Path:
     meta = snapshot.meta
     meta_bytes = snapshot_meta_to_pb(meta).SerializeToString()
     header = (
-        MAGIC
-        + _META_LEN.pack(len(meta_bytes))
-        + meta_bytes
-        + _DATA_LEN.pack(len(snapshot.data))
+        MAGIC + _META_LEN.pack(len(meta_bytes)) + meta_bytes + _DATA_LEN.pack(len(snapshot.data))
     )
     crc = zlib.crc32(snapshot.data, zlib.crc32(header))
     final = directory / file_name(meta.term, meta.index)

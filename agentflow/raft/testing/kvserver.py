@@ -16,16 +16,15 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-
 from typing import Any
 
 import grpc
-from agentflow.raft.storage import RaftStorage
 
 from agentflow._proto import kv_pb2, kv_pb2_grpc
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.kv import KeyValueFSM
 from agentflow.raft.node import NodeConfig, RaftNode
+from agentflow.raft.storage import RaftStorage
 from agentflow.raft.transport import CHANNEL_OPTIONS, GrpcTransport
 from agentflow.raft.types import (
     CommitUnknownError,
@@ -34,7 +33,6 @@ from agentflow.raft.types import (
     ProposalDroppedError,
     RaftError,
 )
-
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
