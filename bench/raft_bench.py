@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -90,7 +91,13 @@ async def failover(client: KvClient, cluster: KvCluster, kills: int) -> dict[str
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
+    # With --data-dir the folders are kept, for reading the nodes' logs afterwards.
+    keep = args.data_dir is not None
+    with contextlib.ExitStack() as stack:
+        if keep:
+            tmp = tempfile.mkdtemp(prefix="raft-bench-", dir=args.data_dir)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="raft-bench-"))
         cluster = KvCluster(Path(tmp), size=3, snapshot_every=50_000, snapshot_keep=5_000)
         cluster.start_all()
         client = KvClient(cluster.addresses(), call_timeout=5.0)
@@ -117,6 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--data-dir", type=Path, help="parent of the cluster's data folders")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)

@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 SNAPSHOT_CHUNK = 1 << 20
 MAX_QUEUED = 10_000  # messages buffered per peer before we start dropping
+WRITE_TIMEOUT = 2.0
 MAX_MESSAGE_BYTES = 64 << 20
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -98,20 +99,28 @@ class _Peer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _batches(self) -> AsyncIterator[pb.MessageBatch]:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._queue:
-                batch, self._queue = self._queue, []
-                yield pb.MessageBatch(messages=batch)
-
     async def _stream_sender(self) -> None:
+        """Owns the Append call and is the only reader of the queue. (A request
+        generator handed to gRPC would outlive a failed call, and such zombies
+        would go on taking batches from the queue.)"""
         while True:
+            call = self._stub.Append()
             try:
-                await self._stub.Append(self._batches())
-            except grpc.aio.AioRpcError as exc:
-                log.debug("raft.transport.stream_down", peer=self.peer_id, code=str(exc.code()))
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    if not self._queue:
+                        continue
+                    batch, self._queue = self._queue, []
+                    # A stopped peer stops reading: give up on the call rather than
+                    # wait forever on HTTP/2 flow control.
+                    await asyncio.wait_for(
+                        call.write(pb.MessageBatch(messages=batch)), WRITE_TIMEOUT
+                    )
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
+                log.debug("raft.transport.stream_down", peer=self.peer_id, error=repr(exc))
+            finally:
+                call.cancel()
             self._queue.clear()
             self._unreachable(self.peer_id)
             await asyncio.sleep(self._retry_delay)

@@ -88,6 +88,32 @@ class SafetyChecks:
             )
 
 
+def check_ack_matches_leader(node: SimNode, m: Message, leader: SimNode | None) -> None:
+    """An append acknowledgement for index i in term T says the sender's log equals
+    the term-T leader's up to i. Checked while both are still in term T (the
+    leader's log only grows then, and the follower's only changes to match it)."""
+    core = node.core
+    if (
+        m.type is not MessageType.APPEND_RESP
+        or m.reject
+        or m.index == 0
+        or leader is None
+        or leader.core is None
+        or core is None
+        or core.term != m.term
+        or leader.core.term != m.term
+        or leader.core.role is not Role.LEADER
+    ):
+        return
+    mine, theirs = core.log.term(m.index), leader.core.log.term(m.index)
+    if mine is not None and theirs is not None and mine != theirs:
+        raise InvariantViolation(
+            inv.LOG_MATCHING,
+            f"{node.id} acknowledged entries up to {m.index} to {leader.id} (term {m.term}) "
+            f"but holds term {mine} there, the leader term {theirs}",
+        )
+
+
 def check_sent(node: SimNode, m: Message) -> None:
     """What `m` promises is already on `node`'s disk."""
     hs = node.store.hard_state

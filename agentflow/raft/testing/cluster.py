@@ -114,5 +114,7 @@ class KvCluster:
             if len(seen) == 1 and "" not in seen:
                 return seen.pop()
             if loop.time() > deadline:
-                raise TimeoutError(f"no agreed leader after {timeout} s: {seen}")
+                raise TimeoutError(
+                    f"no agreed leader after {timeout} s: {seen} (logs in {self.root})"
+                )
             await asyncio.sleep(0.05)

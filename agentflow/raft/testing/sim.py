@@ -26,7 +26,7 @@ from agentflow.raft.codec import decode_conf_change
 from agentflow.raft.core import RaftCore, bootstrap_entries
 from agentflow.raft.testing import faults
 from agentflow.raft.testing import invariants as inv
-from agentflow.raft.testing.checks import SafetyChecks, check_sent
+from agentflow.raft.testing.checks import SafetyChecks, check_ack_matches_leader, check_sent
 from agentflow.raft.testing.invariants import InvariantViolation
 from agentflow.raft.testing.plan import SimPlan, choose_plan
 from agentflow.raft.testing.simnet import Network, copy_message
@@ -289,6 +289,7 @@ class Simulator:
     def send(self, node: SimNode, msgs: list[Message]) -> None:
         for m in msgs:
             check_sent(node, m)
+            check_ack_matches_leader(node, m, self.nodes.get(m.to))
             dest = self.nodes.get(m.to)
             if dest is None:
                 raise InvariantViolation(inv.EXCEPTION, f"{node.id} sent {m.type.name} to {m.to!r}")
