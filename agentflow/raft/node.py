@@ -270,9 +270,38 @@ class RaftNode:
     async def transfer_leadership(self, target: NodeId, timeout: float | None = None) -> None:
         """Ask the leader (this node) to hand over to `target`; returns when some
         other node leads, raises TimeoutError if none does in time."""
-        self._call_soon(lambda core: core.transfer_leadership(target))
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def request(core: RaftCore) -> None:
+            try:
+                core.transfer_leadership(target)
+            except RaftError as exc:
+                accepted.set_exception(exc)
+                return
+            accepted.set_result(None)
+
+        self._call_soon(request)
+        await accepted
         limit = timeout or 2 * self.config.raft.election_ticks * self.config.tick_interval
         await self.wait_for_leader(lambda leader: leader not in (NONE, self.id), limit)
+
+    async def step_down(self, timeout: float | None = None) -> bool:
+        """On graceful shutdown: if this node leads, hand leadership to the most
+        up-to-date other voter so the cluster does not wait out an election
+        timeout. Returns whether leadership moved."""
+        core = self._core
+        if core is None or core.role is not Role.LEADER:
+            return False
+        others = [(pr.match, n) for n, pr in core.progress.items() if n != self.id]
+        candidates = sorted((m, n) for m, n in others if n in core.conf.voters)
+        if not candidates:
+            return False
+        try:
+            await self.transfer_leadership(candidates[-1][1], timeout)
+        except (RaftError, TimeoutError) as exc:
+            log.warning("raft.step_down_failed", node=self.id, error=str(exc))
+            return False
+        return True
 
     async def wait_for_leader(
         self, predicate: Callable[[NodeId], bool] | None = None, timeout: float | None = None

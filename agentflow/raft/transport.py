@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 SNAPSHOT_CHUNK = 1 << 20
+META_FROM = "raft-from"
+META_ADDRESS = "raft-address"
 MAX_QUEUED = 10_000  # messages buffered per peer before we start dropping
 WRITE_TIMEOUT = 2.0
 MAX_MESSAGE_BYTES = 64 << 20
@@ -66,8 +68,10 @@ class _Peer:
         address: str,
         unreachable: ReportUnreachable,
         retry_delay: float,
+        advertise: str,
     ) -> None:
         self.node_id = node_id
+        self._metadata = ((META_FROM, node_id), (META_ADDRESS, advertise)) if advertise else None
         self.peer_id = peer_id
         self.address = address
         self._unreachable = unreachable
@@ -104,7 +108,7 @@ class _Peer:
         generator handed to gRPC would outlive a failed call, and such zombies
         would go on taking batches from the queue.)"""
         while True:
-            call = self._stub.Append()
+            call = self._stub.Append(metadata=self._metadata)
             try:
                 while True:
                     await self._wake.wait()
@@ -128,7 +132,7 @@ class _Peer:
     async def _send_unary(self, m: Message) -> None:
         call = self._stub.TimeoutNow if m.type is MessageType.TIMEOUT_NOW else self._stub.Vote
         try:
-            await call(message_to_pb(m), timeout=5.0)
+            await call(message_to_pb(m), timeout=5.0, metadata=self._metadata)
         except grpc.aio.AioRpcError:
             self._unreachable(self.peer_id)
 
@@ -170,9 +174,20 @@ class _Peer:
 class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
     """Inbound side: decodes and hands every message to the local node."""
 
-    def __init__(self, node_id: NodeId, deliver: Deliver) -> None:
+    def __init__(
+        self, node_id: NodeId, deliver: Deliver, learn: Callable[[NodeId, str], None]
+    ) -> None:
         self.node_id = node_id
         self._deliver = deliver
+        self._learn = learn
+
+    def _learn_sender(self, context: Ctx) -> None:
+        """A node that is joining knows no member until it applies the log; the
+        caller's advertised address lets it answer the leader meanwhile."""
+        md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        sender, address = md.get(META_FROM, ""), md.get(META_ADDRESS, "")
+        if sender and address:
+            self._learn(sender, address)
 
     def _accept(self, msg: pb.Message, snapshot_data: bytes | None = None) -> None:
         try:
@@ -188,12 +203,14 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
     async def Append(
         self, request_iterator: AsyncIterator[pb.MessageBatch], context: Ctx
     ) -> pb.RaftAck:
+        self._learn_sender(context)
         async for batch in request_iterator:
             for msg in batch.messages:
                 self._accept(msg)
         return pb.RaftAck()
 
     async def Vote(self, request: pb.Message, context: Ctx) -> pb.RaftAck:
+        self._learn_sender(context)
         self._accept(request)
         return pb.RaftAck()
 
@@ -242,9 +259,13 @@ class GrpcTransport:
         deliver: Deliver,
         unreachable: ReportUnreachable,
         retry_delay: float = 0.1,
+        advertise: str = "",
     ) -> None:
+        """`advertise` is this node's own RaftService address, sent with every call
+        so that a peer which does not know us yet (it is joining) can reply."""
         self.node_id = node_id
-        self.servicer = RaftServicer(node_id, deliver)
+        self.advertise = advertise
+        self.servicer = RaftServicer(node_id, deliver, self._learn)
         self._unreachable = unreachable
         self._retry_delay = retry_delay
         self._peers: dict[NodeId, _Peer] = {}
@@ -266,11 +287,19 @@ class GrpcTransport:
                 continue
             if current is not None:
                 self._close_later(current)
-            self._peers[node] = _Peer(
-                self.node_id, node, address, self._unreachable, self._retry_delay
-            )
+            self._peers[node] = self._new_peer(node, address)
         for node in [n for n in self._peers if n not in addresses]:
             self._close_later(self._peers.pop(node))
+
+    def _new_peer(self, node: NodeId, address: str) -> _Peer:
+        return _Peer(
+            self.node_id, node, address, self._unreachable, self._retry_delay, self.advertise
+        )
+
+    def _learn(self, node: NodeId, address: str) -> None:
+        if node != self.node_id and node not in self._peers:
+            log.info("raft.transport.learned_peer", peer=node, address=address)
+            self._peers[node] = self._new_peer(node, address)
 
     def _close_later(self, peer: _Peer) -> None:
         task = asyncio.get_running_loop().create_task(peer.close())

@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -17,6 +18,7 @@ from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore, bootstrap_entries
 from agentflow.raft.log import RaftLog
 from agentflow.raft.testing import (
+    DEFAULT_STEPS,
     AppliedHistory,
     CommitRecord,
     DurableStateMonitor,
@@ -64,16 +66,16 @@ def corpus_lines() -> list[tuple[int, int | None, int | None]]:
 # -- the simulator finds nothing wrong with the core -------------------------------
 
 
-@pytest.mark.parametrize("seed", range(1, 17))
+@pytest.mark.parametrize("seed", range(1, 25))
 def test_seeds_pass(seed: int) -> None:
-    res = run_seed(seed, nodes=3 if seed % 2 else 5, steps=4000)
+    res = run_seed(seed, nodes=3 if seed % 2 else 5, steps=8000)
     assert res.ok, f"{res.invariant}: {res.detail} [{res.plan}]"
     assert res.stats.get("acked", 0) > 0
 
 
 @pytest.mark.parametrize(("seed", "nodes", "steps"), corpus_lines())
 def test_corpus_seeds_pass(seed: int, nodes: int | None, steps: int | None) -> None:
-    res = run_seed(seed, nodes or (3 if seed % 2 == 0 else 5), steps or 20000)
+    res = run_seed(seed, nodes or (3 if seed % 2 == 0 else 5), steps or DEFAULT_STEPS)
     assert res.ok, f"{res.invariant}: {res.detail}"
 
 
@@ -141,8 +143,22 @@ def test_trace_prefix_does_not_depend_on_step_budget() -> None:
 # -- the simulator catches a broken core -------------------------------------------
 
 
-def test_simulator_catches_votes_granted_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A core that grants every vote request elects two leaders in some term."""
+def test_simulator_catches_two_leaders_in_a_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core that counts refused votes as granted elects two leaders in a term."""
+    record_vote = roles.record_vote
+
+    def count_refusals(
+        core: RaftCore, node: str, granted: bool
+    ) -> Literal["won", "lost", "pending"]:
+        return record_vote(core, node, True)
+
+    monkeypatch.setattr(roles, "record_vote", count_refusals)
+    results = [run_seed(s, 5, 3000) for s in range(1, 9)]
+    assert "election-safety" in {r.invariant for r in results}
+
+
+def test_simulator_catches_votes_not_made_durable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core that grants every vote request changes its durable vote in a term."""
 
     def grant_all(core: RaftCore, m: Message) -> None:
         pre = m.type is MessageType.PRE_VOTE
@@ -152,17 +168,15 @@ def test_simulator_catches_votes_granted_twice(monkeypatch: pytest.MonkeyPatch) 
             core.vote = m.frm
 
     monkeypatch.setattr(roles, "handle_vote_request", grant_all)
-    failures = [run_seed(s, 5, 3000) for s in range(1, 9)]
-    found = {r.invariant for r in failures if not r.ok}
-    assert found & {"election-safety", "persist-before-send", "durable-state"}, found
+    results = [run_seed(s, 5, 3000) for s in range(1, 9)]
+    assert "durable-state" in {r.invariant for r in results}
 
 
 def test_simulator_catches_stale_logs_winning(monkeypatch: pytest.MonkeyPatch) -> None:
     """A core that ignores the up-to-date check (§5.4.1) loses committed entries."""
     monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, index, term: True)
     results = [run_seed(s, 3, 6000) for s in range(1, 13)]
-    found = {r.invariant for r in results if not r.ok}
-    assert found & {"leader-completeness", "state-machine-safety", "log-matching"}, found
+    assert "leader-completeness" in {r.invariant for r in results}
 
 
 # -- each checker reports a hand-made violation ------------------------------------

@@ -38,6 +38,7 @@ class KvCluster:
     snapshot_every: int = 10_000
     snapshot_keep: int = 1_000
     extra_args: list[str] = field(default_factory=list)
+    founders: int = 0  # members bootstrapped with --peers (default: all); the rest join
     ids: list[str] = field(init=False)
     ports: dict[str, int] = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
@@ -53,7 +54,8 @@ class KvCluster:
         return [self.address(n) for n in self.ids]
 
     def peers_arg(self) -> str:
-        return ",".join(f"{n}={self.address(n)}" for n in self.ids)
+        founders = self.ids[: self.founders or self.size]
+        return ",".join(f"{n}={self.address(n)}" for n in founders)
 
     def start(self, node: str, *, bootstrap: bool = True) -> None:
         data_dir = self.root / node
@@ -82,8 +84,14 @@ class KvCluster:
         log.close()
 
     def start_all(self) -> None:
-        for node in self.ids:
+        for node in self.ids[: self.founders or self.size]:
             self.start(node)
+
+    def terminate(self, node: str, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): a leader hands over leadership first."""
+        proc = self.procs.pop(node)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
 
     def kill(self, node: str) -> None:
         proc = self.procs.pop(node)

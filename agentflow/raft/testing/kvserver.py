@@ -194,6 +194,7 @@ async def serve(args: argparse.Namespace) -> None:
         args.id,
         deliver=lambda m: holder[0].receive(m),
         unreachable=lambda p: holder[0].report_unreachable(p),
+        advertise=f"127.0.0.1:{args.port}",
     )
     node = RaftNode(args.id, storage, transport, fsm, config)
     holder.append(node)
@@ -203,9 +204,19 @@ async def serve(args: argparse.Namespace) -> None:
     server.add_insecure_port(f"127.0.0.1:{args.port}")
     await server.start()
     runner = asyncio.create_task(node.run(bootstrap=args.peers or None))
+    stopping: list[asyncio.Task[None]] = []
+
+    async def graceful_stop() -> None:
+        await node.step_down(timeout=3.0)
+        runner.cancel()
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(asyncio.create_task(graceful_stop()))
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runner.cancel)
+        loop.add_signal_handler(sig, on_signal)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await runner

@@ -40,6 +40,7 @@ from agentflow.raft.testing.simnode import (
 )
 from agentflow.raft.types import (
     ConfChangeType,
+    Entry,
     EntryType,
     HardState,
     Message,
@@ -49,7 +50,7 @@ from agentflow.raft.types import (
     Role,
 )
 
-DEFAULT_STEPS = 2500
+DEFAULT_STEPS = 30_000  # 300 three-node seeds take about a minute on 2 cores
 HEAL_BOUND_MS = 60_000  # simulated time allowed for convergence after healing
 FULL_CHECK_EVERY = 32  # steps between full pairwise Log Matching cross-checks
 
@@ -69,6 +70,8 @@ class SimResult:
 
 
 class Simulator:
+    """One seed's run. Build it, call `run()` once."""
+
     def __init__(self, seed: int, nodes: int = 3, steps: int = DEFAULT_STEPS, trace: bool = False):
         if nodes < 1:
             raise ValueError(f"nodes must be >= 1, got {nodes}")
@@ -99,7 +102,7 @@ class Simulator:
         boot = bootstrap_entries(members)
         for nid in members:
             node = self.add_node(nid)
-            node.store.entries = list(boot)
+            node.store.entries = [Entry(e.term, e.index, e.type, e.data) for e in boot]
             node.store.hard_state = HardState(term=1, commit=len(members))
         commits = self.checks.commits
         commits.entry_term += [1] * len(boot)
