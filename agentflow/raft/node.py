@@ -20,6 +20,7 @@ from typing import Protocol
 
 import structlog
 
+from agentflow.common.failpoints import Failpoints
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore
 from agentflow.raft.fsm import StateMachine
@@ -108,6 +109,7 @@ class RaftNode:
         fsm: StateMachine,
         config: NodeConfig | None = None,
         rng: random.Random | None = None,
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.id = node_id
         self.storage = storage
@@ -132,6 +134,7 @@ class RaftNode:
         self._addresses: dict[NodeId, str] = {}
         self._durable_hs = HardState()
         self._lazy_hs: HardState | None = None  # commit-only change not yet written
+        self._failpoints = failpoints if failpoints is not None else Failpoints.from_env()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -416,7 +419,10 @@ class RaftNode:
         elif hs is None and self._lazy_hs is not None and rd.must_sync():
             rd = dataclasses.replace(rd, hard_state=self._lazy_hs)
         early = core.role is Role.LEADER and same_vote
+        fp = self._failpoints
         if early and rd.messages:
+            if fp:
+                await fp.hit("raft.before_send")
             self.transport.send(rd.messages)
         committed = rd.committed_entries
         split = 0
@@ -425,18 +431,30 @@ class RaftNode:
             split = len(committed)
             if first_new is not None:
                 split = next((k for k, e in enumerate(committed) if e.index >= first_new), split)
+            if fp and split:
+                await fp.hit("raft.before_apply")
             self._apply(committed[:split])
         if rd.must_sync():
+            if fp:
+                await fp.hit("raft.before_persist")
             await self.storage.save(rd)
+            if fp:
+                await fp.hit("raft.after_persist")
             if rd.hard_state is not None:
                 self._durable_hs, self._lazy_hs = rd.hard_state, None
         if not early and rd.messages:
+            if fp:
+                await fp.hit("raft.before_send")
             self.transport.send(rd.messages)
         if rd.snapshot is not None:
+            if fp:
+                await fp.hit("raft.before_snapshot_install")
             self.fsm.restore(rd.snapshot.data)
             self._snapshot_index = rd.snapshot.meta.index
             self._snapshots_installed += 1
             self._drop_waiting_through(rd.snapshot.meta.index)
+        if fp and len(committed) > split:
+            await fp.hit("raft.before_apply")
         self._apply(committed[split:])
         core.advance(ready)
         for rs in rd.read_states:

@@ -57,7 +57,9 @@ class KvCluster:
         founders = self.ids[: self.founders or self.size]
         return ",".join(f"{n}={self.address(n)}" for n in founders)
 
-    def start(self, node: str, *, bootstrap: bool = True) -> None:
+    def start(
+        self, node: str, *, bootstrap: bool = True, env: dict[str, str] | None = None
+    ) -> None:
         data_dir = self.root / node
         data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -79,8 +81,10 @@ class KvCluster:
         if bootstrap:
             cmd += ["--peers", self.peers_arg()]
         log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - owned by the child
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self.procs[node] = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env
+        )
         log.close()
 
     def start_all(self) -> None:
@@ -92,6 +96,13 @@ class KvCluster:
         proc = self.procs.pop(node)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout)
+
+    def exited(self) -> list[str]:
+        """Nodes whose process has ended on its own (a crash failpoint, say)."""
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    def reap(self, node: str) -> None:
+        self.procs.pop(node).wait()
 
     def kill(self, node: str) -> None:
         proc = self.procs.pop(node)
