@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(
             "Deterministic simulation of the Raft core (TESTING.md layers 3-4). Each seed "
-            "fixes the Raft configuration, the network (delay/reordering, 0-30%% drops, "
+            "fixes the Raft configuration, the network (delay/reordering, 0-30% drops, "
             "duplicates, partitions), the faults (crashes that lose unsynced writes, "
             "pauses, clock drift, leader isolation), the client workload and the "
             "membership changes. Safety invariants are checked after every step; after "

@@ -27,7 +27,9 @@ class Progress:
     # PROBE: one append is out and unanswered; wait for a reply or a heartbeat reply.
     probe_sent: bool = False
     pending_snapshot: int = 0
-    snapshot_ticks: int = 0  # ticks spent in SNAPSHOT, to recover from a lost snapshot
+    # Ticks without an acknowledgement while a snapshot or appends are in flight:
+    # past a limit they are presumed lost and the follower is probed again.
+    stall_ticks: int = 0
     # Last index of each append sent in REPLICATE and not yet acknowledged.
     inflight: deque[int] = field(default_factory=deque)
     # Heard from since the last CheckQuorum round.
@@ -54,7 +56,7 @@ class Progress:
         self.state = state
         self.probe_sent = False
         self.pending_snapshot = 0
-        self.snapshot_ticks = 0
+        self.stall_ticks = 0
         self.inflight.clear()
 
     def maybe_update(self, index: int) -> bool:

@@ -118,13 +118,15 @@ def tick_heartbeat(core: RaftCore) -> None:
         if node == core.id:
             continue
         if pr.state is ProgressState.SNAPSHOT:
-            pr.snapshot_ticks += 1
-            if pr.snapshot_ticks > core.cfg.election_ticks:
+            pr.stall_ticks += 1
+            if pr.stall_ticks > core.cfg.election_ticks:
                 pr.become_probe()  # the snapshot was probably lost; try again
         elif pr.state is ProgressState.REPLICATE and pr.inflight:
-            pr.snapshot_ticks += 1  # reused as "ticks without an acknowledgement"
-            if pr.snapshot_ticks > 2 * core.cfg.heartbeat_ticks:
-                pr.become_probe()  # an append was probably lost; find the follower again
+            pr.stall_ticks += 1
+            # Lost appends are normally found sooner, by the empty append a heartbeat
+            # reply triggers; this covers a window too full to send even that.
+            if pr.stall_ticks > core.cfg.election_ticks:
+                pr.become_probe()
     if core.heartbeat_elapsed >= core.cfg.heartbeat_ticks:
         core.heartbeat_elapsed = 0
         broadcast_heartbeat(core, core.read_index.last_context())
@@ -169,7 +171,7 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
         if not (pr.state is ProgressState.PROBE and pr.match == m.index):
             return
         pr.probe_sent = False  # the probe landed where we already were
-    pr.snapshot_ticks = 0
+    pr.stall_ticks = 0
     if pr.state is ProgressState.PROBE:
         pr.become_replicate()
     elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:

@@ -192,7 +192,9 @@ def change_membership(sim: Simulator) -> None:
         waiting = [
             nid
             for nid in sim.spares
-            if nid not in conf.members() and sim.nodes[nid].status is Status.UP
+            if nid not in conf.members()
+            and sim.nodes[nid].status is Status.UP
+            and not sim.nodes[nid].retired
         ]
         if waiting:
             nid = waiting[0]

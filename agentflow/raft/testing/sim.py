@@ -51,7 +51,8 @@ from agentflow.raft.types import (
 )
 
 DEFAULT_STEPS = 30_000  # 300 three-node seeds take about a minute on 2 cores
-HEAL_BOUND_MS = 60_000  # simulated time allowed for convergence after healing
+HEAL_BOUND_MS = 60_000  # simulated time allowed for convergence after healing, ...
+HEAL_CAP_MS = 600_000  # ... extended by half as long while it makes progress, up to this
 FULL_CHECK_EVERY = 32  # steps between full pairwise Log Matching cross-checks
 
 
@@ -83,6 +84,7 @@ class Simulator:
         self.now = 0
         self.step_count = 0
         self.healing = False
+        self.healed_at = 0
         self.tracing = trace
         self.trace: list[str] = []
         self.stats: dict[str, int] = {}
@@ -129,10 +131,19 @@ class Simulator:
             while self.step_count < self.max_steps:
                 self._step()
             faults.heal(self)
+            self.healed_at = self.now
+            cap = self.now + HEAL_CAP_MS
             deadline = self.now + HEAL_BOUND_MS
+            mark = self.progress_mark()
             heal_steps = 0
             while not self.converged():
-                if self.now > deadline or heal_steps > 100 * self.max_steps + 100_000:
+                if self.now > deadline:
+                    # Slow configurations (one entry per message, one message in
+                    # flight, long delays) get more time only while they advance.
+                    if self.progress_mark() <= mark or self.now > cap:
+                        raise InvariantViolation(inv.LIVENESS, self.liveness_detail())
+                    mark, deadline = self.progress_mark(), self.now + HEAL_BOUND_MS // 2
+                if heal_steps > 100 * self.max_steps + 1_000_000:
                     raise InvariantViolation(inv.LIVENESS, self.liveness_detail())
                 self._step()
                 heal_steps += 1
@@ -333,7 +344,8 @@ class Simulator:
             if e.type is EntryType.CONF_CHANGE:
                 cc = decode_conf_change(e.data)
                 node.conf = apply_conf_change(node.conf, cc)
-                if cc.type is ConfChangeType.REMOVE:
+                if cc.type is ConfChangeType.REMOVE and cc.node_id in self.nodes:
+                    self.nodes[cc.node_id].retired = True
                     # The operator shuts the removed node down a little later; until
                     # then it may not know it was removed and keep campaigning.
                     delay = self.rng.randrange(3000)
@@ -402,6 +414,10 @@ class Simulator:
                 out.append(f"{nid}@{node.sm.index}")
         return out
 
+    def progress_mark(self) -> int:
+        """Grows whenever any live node applies something."""
+        return sum(n.sm.index for n in self.nodes.values() if n.status is Status.UP)
+
     def converged(self) -> bool:
         return self.marker_index > 0 and self.leader() is not None and not self.lagging()
 
@@ -414,12 +430,13 @@ class Simulator:
                 else f"{n.id}:{n.status.value}"
                 for n in self.nodes.values()
             )
-            return f"no leader {HEAL_BOUND_MS} ms after healing ({roles})"
+            return f"no leader {self.now - self.healed_at} ms after healing ({roles})"
+        since = f"{self.now - self.healed_at} ms after healing"
         if not self.marker_index:
-            return f"leader {lead.id} t{lead.core.term} could not commit a new proposal"
+            return f"leader {lead.id} t{lead.core.term} could not commit a new proposal {since}"
         return (
             f"acknowledged entries up to {max(self.acked_max, self.marker_index)} not applied "
-            f"on {', '.join(self.lagging())} (leader {lead.id} t{lead.core.term})"
+            f"on {', '.join(self.lagging())} {since} (leader {lead.id} t{lead.core.term})"
         )
 
 

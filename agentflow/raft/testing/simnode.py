@@ -191,6 +191,7 @@ class SimNode:
         # Proposals this incarnation made, by index, until applied or given up.
         self.pending: dict[int, Proposal] = {}
         self.max_term_seen = 0
+        self.retired = False  # its removal is committed: it never rejoins
 
     def start(self, rng: random.Random) -> RaftCore:
         """Boot a fresh core from durable storage (a first start or a restart)."""

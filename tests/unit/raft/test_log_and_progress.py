@@ -307,6 +307,6 @@ def test_progress_state_changes_reset_flow_control() -> None:
     pr = Progress(match=3, next=4)
     pr.become_replicate()
     pr.sent_entries(5, 2)
-    pr.snapshot_ticks = 4
+    pr.stall_ticks = 4
     pr.become_probe()
-    assert (pr.next, list(pr.inflight), pr.snapshot_ticks, pr.probe_sent) == (4, [], 0, False)
+    assert (pr.next, list(pr.inflight), pr.stall_ticks, pr.probe_sent) == (4, [], 0, False)
