@@ -6,7 +6,7 @@ SEEDS ?= 300
 FIRST_SEED ?= 1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test sim lint proto proto-check bench clean
+.PHONY: venv demo test sim lint proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
 
 test: $(STAMP)
 	$(PY) scripts/gen_proto.py --check

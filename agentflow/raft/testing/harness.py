@@ -659,6 +659,38 @@ def new_core(
     return core
 
 
+def msg(
+    mtype: MessageType,
+    frm: NodeId,
+    to: NodeId,
+    term: int,
+    *,
+    index: int = 0,
+    log_term: int = 0,
+    commit: int = 0,
+    entries: Iterable[Entry] = (),
+    reject: bool = False,
+    reject_hint: int = 0,
+    context: bytes = b"",
+    snapshot: Snapshot | None = None,
+) -> Message:
+    """A message for stepping a lone core by hand."""
+    return Message(
+        mtype,
+        to,
+        frm,
+        term=term,
+        index=index,
+        log_term=log_term,
+        commit=commit,
+        entries=list(entries),
+        reject=reject,
+        reject_hint=reject_hint,
+        context=context,
+        snapshot=snapshot,
+    )
+
+
 def drain(core: RaftCore) -> list[Message]:
     """Handle a lone core's Readies (nothing to persist to) and return its messages."""
     out: list[Message] = []

@@ -12,7 +12,7 @@ from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import TRANSFER_CONTEXT, RaftCore
 from agentflow.raft.progress import ProgressState
 from agentflow.raft.readindex import ReadIndexQueue
-from agentflow.raft.testing.harness import Cluster, FixedJitter, HarnessError, drain, new_core
+from agentflow.raft.testing.harness import Cluster, FixedJitter, HarnessError, drain, msg, new_core
 from agentflow.raft.types import (
     NONE,
     ConfChange,
@@ -61,35 +61,6 @@ def make(
         log_terms=tuple(log_terms),
         config=config,
         rng=FixedJitter(jitter),
-    )
-
-
-def msg(
-    mtype: MessageType,
-    frm: NodeId,
-    to: NodeId,
-    term: int,
-    *,
-    index: int = 0,
-    log_term: int = 0,
-    commit: int = 0,
-    entries: Iterable[Entry] = (),
-    reject: bool = False,
-    context: bytes = b"",
-    snapshot: Snapshot | None = None,
-) -> Message:
-    return Message(
-        mtype,
-        to,
-        frm,
-        term=term,
-        index=index,
-        log_term=log_term,
-        commit=commit,
-        entries=list(entries),
-        reject=reject,
-        context=context,
-        snapshot=snapshot,
     )
 
 

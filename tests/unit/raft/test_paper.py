@@ -17,7 +17,7 @@ import pytest
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore
 from agentflow.raft.progress import ProgressState
-from agentflow.raft.testing.harness import Cluster, MemoryStorage, drain, new_core
+from agentflow.raft.testing.harness import Cluster, MemoryStorage, drain, msg, new_core
 from agentflow.raft.types import (
     NONE,
     ConfState,
@@ -58,35 +58,6 @@ def make(
         commit=commit,
         log_terms=tuple(log_terms),
         config=config,
-    )
-
-
-def msg(
-    mtype: MessageType,
-    frm: NodeId,
-    to: NodeId,
-    term: int,
-    *,
-    index: int = 0,
-    log_term: int = 0,
-    commit: int = 0,
-    entries: Iterable[Entry] = (),
-    reject: bool = False,
-    reject_hint: int = 0,
-    context: bytes = b"",
-) -> Message:
-    return Message(
-        mtype,
-        to,
-        frm,
-        term=term,
-        index=index,
-        log_term=log_term,
-        commit=commit,
-        entries=list(entries),
-        reject=reject,
-        reject_hint=reject_hint,
-        context=context,
     )
 
 
