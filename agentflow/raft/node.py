@@ -304,6 +304,7 @@ class RaftNode:
         except (RaftError, TimeoutError) as exc:
             log.warning("raft.step_down_failed", node=self.id, error=str(exc))
             return False
+        log.info("raft.stepped_down", node=self.id, leader=self.leader())
         return True
 
     async def wait_for_leader(
