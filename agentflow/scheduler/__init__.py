@@ -1,0 +1,1 @@
+"""Leader-only scheduling indexes: DAG, priority, placement, dispatch."""
