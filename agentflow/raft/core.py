@@ -464,6 +464,9 @@ class RaftCore:
         for node in conf.members():
             if node not in self.progress:
                 self.progress[node] = self._new_progress(node, last)
+                self.progress[node].is_learner = node in conf.learners
+                # Probe the newcomer now rather than at the next heartbeat.
+                replication.send_append(self, node, allow_empty=True)
             self.progress[node].is_learner = node in conf.learners
         for node in list(self.progress):
             if node not in conf.members():
