@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from agentflow._proto import kv_pb2, kv_pb2_grpc
+from agentflow.common.logging import configure as configure_logging
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.kv import KeyValueFSM
 from agentflow.raft.node import NodeConfig, RaftNode
@@ -235,7 +236,9 @@ def main() -> None:
     parser.add_argument("--tick-ms", type=float, default=50.0)
     parser.add_argument("--snapshot-every", type=int, default=10_000)
     parser.add_argument("--snapshot-keep", type=int, default=1_000)
-    asyncio.run(serve(parser.parse_args()))
+    args = parser.parse_args()
+    configure_logging()
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":
