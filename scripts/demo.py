@@ -84,9 +84,7 @@ async def main() -> None:
 
         show("checking every acknowledged write on every node (linearizable reads)")
         for node in cluster.ids:
-            address = cluster.address(node)
-            await client.get(address, "after-failover")
-            missing = [k for k, v in acked.items() if await client.get(address, k, False) != v]
+            missing = await client.lost_writes(cluster.address(node), acked)
             verdict = "all present" if not missing else f"MISSING {len(missing)}"
             print(f"{node}: {len(acked)} acknowledged writes, {verdict}")
             if missing:

@@ -70,7 +70,6 @@ class _Peer:
         retry_delay: float,
         advertise: str,
     ) -> None:
-        self.node_id = node_id
         self._metadata = ((META_FROM, node_id), (META_ADDRESS, advertise)) if advertise else None
         self.peer_id = peer_id
         self.address = address

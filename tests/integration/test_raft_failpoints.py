@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 import pytest
 
 from agentflow.raft.testing.cluster import KvCluster
@@ -29,17 +28,6 @@ async def test_crash_at_failpoint_loses_no_acknowledged_write(tmp_path: Path, po
     crashed: list[str] = []
     stop = asyncio.Event()
 
-    async def writer(w: int) -> None:
-        i = 0
-        while not stop.is_set():
-            key, value = f"w{w}-{i}", f"v{w}-{i}".encode()
-            try:
-                await client.put(key, value, deadline=20.0)
-                acked[key] = value
-            except grpc.aio.AioRpcError:
-                pass
-            i += 1
-
     async def restarter() -> None:
         while len(crashed) < len(cluster.ids) and not stop.is_set():
             for node in cluster.exited():
@@ -50,7 +38,7 @@ async def test_crash_at_failpoint_loses_no_acknowledged_write(tmp_path: Path, po
 
     try:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(writer(w)) for w in range(4)]
+            tasks = [tg.create_task(client.write_until(f"w{w}", stop, acked)) for w in range(4)]
             watcher = tg.create_task(restarter())
             for _ in range(600):
                 if len(crashed) == len(cluster.ids):
@@ -62,9 +50,7 @@ async def test_crash_at_failpoint_loses_no_acknowledged_write(tmp_path: Path, po
             del tasks, watcher
         assert sorted(crashed) == cluster.ids, f"only {crashed} reached {point}"
         for node in cluster.ids:
-            address = cluster.address(node)
-            await client.get(address, "barrier", linearizable=True)
-            lost = [k for k, v in acked.items() if await client.get(address, k, False) != v]
+            lost = await client.lost_writes(cluster.address(node), acked)
             assert not lost, f"{node} lost {len(lost)} acknowledged writes after {point} crashes"
     finally:
         await client.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 import pytest
 
 from agentflow.raft.testing.cluster import KvCluster
@@ -19,29 +18,11 @@ from agentflow.raft.testing.kvclient import KvClient
 pytestmark = pytest.mark.timeout(240)
 
 
-async def _write_until(
-    client: KvClient, prefix: str, stop: asyncio.Event, acked: dict[str, bytes]
-) -> None:
-    i = 0
-    while not stop.is_set():
-        key, value = f"{prefix}-{i}", f"value-{prefix}-{i}".encode()
-        try:
-            await client.put(key, value, deadline=20.0)
-            acked[key] = value
-        except grpc.aio.AioRpcError:
-            pass  # never acknowledged: the test may not rely on it
-        i += 1
-
-
 async def _assert_all_readable(
     cluster: KvCluster, client: KvClient, acked: dict[str, bytes]
 ) -> None:
     for node in cluster.ids:
-        address = cluster.address(node)
-        # One linearizable read brings the node's applied state past every
-        # acknowledged write; the rest can then read locally.
-        await client.get(address, "barrier", linearizable=True)
-        missing = [k for k, v in acked.items() if await client.get(address, k, False) != v]
+        missing = await client.lost_writes(cluster.address(node), acked)
         assert not missing, f"{node} lost {len(missing)} acknowledged writes, e.g. {missing[:5]}"
 
 
@@ -65,7 +46,7 @@ async def test_leader_killed_five_times_loses_no_acknowledged_write(tmp_path: Pa
         await cluster.leader(client, timeout=20.0)
         async with asyncio.TaskGroup() as tg:
             for w in range(8):
-                tg.create_task(_write_until(client, f"w{w}", stop, acked))
+                tg.create_task(client.write_until(f"w{w}", stop, acked))
             terms = set()
             for _ in range(5):
                 await asyncio.sleep(1.0)

@@ -82,6 +82,26 @@ class KvClient:
         )
         return resp.value if resp.found else None
 
+    async def write_until(self, prefix: str, stop: asyncio.Event, acked: dict[str, bytes]) -> None:
+        """Write `prefix-0`, `prefix-1`, ... until `stop`, recording in `acked` only the
+        writes the leader acknowledged (a failed one may or may not have applied)."""
+        i = 0
+        while not stop.is_set():
+            key, value = f"{prefix}-{i}", f"value-{prefix}-{i}".encode()
+            try:
+                await self.put(key, value, deadline=20.0)
+                acked[key] = value
+            except grpc.aio.AioRpcError:
+                pass
+            i += 1
+
+    async def lost_writes(self, address: str, acked: dict[str, bytes]) -> list[str]:
+        """Keys of `acked` that the node at `address` does not hold with their value.
+        One linearizable read first brings the node past every acknowledged write,
+        so the rest may read its local state."""
+        await self.get(address, "barrier", linearizable=True)
+        return [k for k, v in acked.items() if await self.get(address, k, False) != v]
+
     async def status(self, address: str) -> kv_pb2.KvStatusResponse:
         return await self.stub(address).Status(kv_pb2.KvStatusRequest(), timeout=self.call_timeout)
 
