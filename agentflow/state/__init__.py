@@ -1,0 +1,1 @@
+"""The replicated scheduler state machine: commands in, deterministic state out."""
