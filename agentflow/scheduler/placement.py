@@ -125,12 +125,12 @@ def explain(task: TaskRequirements, workers: Iterable[WorkerView]) -> list[str]:
     """
     all_workers = list(workers)
     if not all_workers:
-        return ["no workers are registered"]
+        return [f"no live worker in group '{task.group}' (no workers are connected)"]
     usable = [w for w in all_workers if _usable(w)]
     if not usable:
         draining = sum(1 for w in all_workers if w.alive and w.draining)
         dead = len(all_workers) - draining
-        return [f"no live worker: {dead} lost, {draining} draining"]
+        return [f"no live worker in group '{task.group}' ({dead} lost, {draining} draining)"]
     in_group = [w for w in usable if task.group in w.groups]
     if not in_group:
         served = sorted({g for w in usable for g in w.groups})

@@ -7,28 +7,14 @@ SIGTERM), never by name.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentflow.common.processes import ProcessGroup, free_ports
 from agentflow.raft.testing.kvclient import KvClient
 
-
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+__all__ = ["KvCluster", "free_ports"]
 
 
 @dataclass
@@ -41,11 +27,16 @@ class KvCluster:
     founders: int = 0  # members bootstrapped with --peers (default: all); the rest join
     ids: list[str] = field(init=False)
     ports: dict[str, int] = field(init=False)
-    procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
+    group: ProcessGroup = field(init=False)
 
     def __post_init__(self) -> None:
         self.ids = [f"n{i + 1}" for i in range(self.size)]
         self.ports = dict(zip(self.ids, free_ports(self.size), strict=True))
+        self.group = ProcessGroup(self.root)
+
+    @property
+    def procs(self) -> dict[str, object]:
+        return dict(self.group.procs)
 
     def address(self, node: str) -> str:
         return f"127.0.0.1:{self.ports[node]}"
@@ -80,12 +71,7 @@ class KvCluster:
         ]
         if bootstrap:
             cmd += ["--peers", self.peers_arg()]
-        log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - owned by the child
-        child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self.procs[node] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env
-        )
-        log.close()
+        self.group.spawn(node, cmd, env)
 
     def start_all(self) -> None:
         for node in self.ids[: self.founders or self.size]:
@@ -93,29 +79,19 @@ class KvCluster:
 
     def terminate(self, node: str, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM): a leader hands over leadership first."""
-        proc = self.procs.pop(node)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout)
+        self.group.terminate(node, timeout)
 
     def exited(self) -> list[str]:
-        """Nodes whose process has ended on its own (a crash failpoint, say)."""
-        return [n for n, p in self.procs.items() if p.poll() is not None]
+        return self.group.exited()
 
     def reap(self, node: str) -> None:
-        self.procs.pop(node).wait()
+        self.group.reap(node)
 
     def kill(self, node: str) -> None:
-        proc = self.procs.pop(node)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        self.group.kill(node)
 
     def stop_all(self) -> None:
-        for node in list(self.procs):
-            proc = self.procs.pop(node)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        self.group.stop_all()
 
     async def leader(self, client: KvClient, timeout: float = 10.0) -> str:
         """The id of the node that every live node agrees leads, once one does."""

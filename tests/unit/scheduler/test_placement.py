@@ -116,9 +116,11 @@ def test_negative_requirements_rejected() -> None:
 
 
 def test_explain_no_workers_and_none_live() -> None:
-    assert explain(TaskRequirements(), []) == ["no workers are registered"]
+    assert explain(TaskRequirements(), []) == [
+        "no live worker in group 'default' (no workers are connected)"
+    ]
     reasons = explain(TaskRequirements(), [worker("a", alive=False), worker("b", draining=True)])
-    assert reasons == ["no live worker: 1 lost, 1 draining"]
+    assert reasons == ["no live worker in group 'default' (1 lost, 1 draining)"]
 
 
 def test_explain_no_live_worker_in_group() -> None:

@@ -1,0 +1,1 @@
+"""A master process: Raft + replicated state + the leader's scheduler, served over gRPC and HTTP."""

@@ -1,0 +1,52 @@
+"""The master's HTTP side: probes and a JSON status page (the worker shim joins it)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agentflow._proto import state_pb2
+from agentflow.master.runtime import Runtime
+from agentflow.raft.types import NONE
+
+
+def make_app(runtime: Runtime) -> web.Application:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "node_id": runtime.node.id})
+
+    async def ready(request: web.Request) -> web.Response:
+        # Ready = part of a cluster that has a leader; a master that cannot see one
+        # would only answer UNAVAILABLE, so a load balancer should skip it.
+        st = runtime.node.status()
+        body = {"ready": st.leader != NONE, "leader": st.leader, "role": st.role.value}
+        return web.json_response(body, status=200 if st.leader != NONE else 503)
+
+    async def stats(request: web.Request) -> web.Response:
+        st = runtime.node.status()
+        scheduler = runtime.scheduler
+        body: dict[str, object] = {
+            "node_id": st.node_id,
+            "role": st.role.value,
+            "leader": st.leader,
+            "term": st.term,
+            "commit_index": st.commit_index,
+            "applied_index": st.applied_index,
+            "voters": list(st.voters),
+            "learners": list(st.learners),
+            "tasks": {
+                state_pb2.TaskState.Name(k).removeprefix("TASK_STATE_").lower(): v
+                for k, v in runtime.state.counts().items()
+                if v
+            },
+            "workers": len(runtime.state.workers),
+        }
+        if scheduler is not None:
+            body["queue"] = {p.name.lower(): n for p, n in scheduler.queue.depth_by_level().items()}
+            body["connected_workers"] = scheduler.connected()
+            body["dispatched"] = scheduler.dispatched
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/stats", stats)
+    return app

@@ -1,0 +1,247 @@
+"""SchedulerService: the client API of a master.
+
+Writes run on the leader (a follower forwards them) as one committed command each;
+the answer is the state machine's result. Reads of replicated state are served by
+whichever master was asked, after a ReadIndex barrier, so they are linearizable
+without a hop. Explain and workers need the leader's live view and are forwarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+
+from agentflow._proto import scheduler_pb2 as api
+from agentflow._proto import scheduler_pb2_grpc, state_pb2
+from agentflow.master.runtime import Runtime
+from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
+from agentflow.master.watch import watch_tasks
+from agentflow.raft.types import RaftError
+from agentflow.scheduler.explain import explain
+from agentflow.state.dag import Dag, DagError
+
+SERVICE = "SchedulerService"
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+READ_TIMEOUT = 5.0
+
+
+class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _write(
+        self, context: Ctx, command: state_pb2.Command, request_id: str
+    ) -> state_pb2.CommandResult:
+        try:
+            result = await self.rt.proposer.propose(command, request_id)
+        except (RaftError, TimeoutError) as exc:
+            await abort_for(context, exc, self.rt.node.leader_address())
+        if result.error.code:
+            await abort_command_error(context, result.error)
+        return result
+
+    async def _barrier(self, context: Ctx) -> None:
+        try:
+            await self.rt.node.read_barrier(timeout=READ_TIMEOUT)
+        except (RaftError, TimeoutError) as exc:
+            await abort_for(context, exc, self.rt.node.leader_address())
+
+    def _task(self, task_id: str) -> state_pb2.Task | None:
+        return self.rt.state.task(task_id)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def SubmitTasks(
+        self, request: api.SubmitTasksRequest, context: Ctx
+    ) -> api.SubmitTasksResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "SubmitTasks", request, api.SubmitTasksResponse.FromString, context
+            )
+        if not request.tasks:
+            await abort_invalid(context, "tasks", "must contain at least one task")
+        cmd = state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=request.tasks))
+        result = await self._write(context, cmd, request.request_id)
+        return api.SubmitTasksResponse(
+            task_ids=result.task_ids, index=result.index, duplicate=result.duplicate
+        )
+
+    async def SubmitWorkflow(
+        self, request: api.SubmitWorkflowRequest, context: Ctx
+    ) -> api.SubmitWorkflowResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "SubmitWorkflow", request, api.SubmitWorkflowResponse.FromString, context
+            )
+        cmd = state_pb2.Command(submit_workflow=state_pb2.SubmitWorkflow(workflow=request.workflow))
+        result = await self._write(context, cmd, request.request_id)
+        return api.SubmitWorkflowResponse(
+            workflow_id=result.workflow_id,
+            task_ids=result.task_ids,
+            index=result.index,
+            duplicate=result.duplicate,
+        )
+
+    async def Cancel(self, request: api.CancelRequest, context: Ctx) -> api.CancelResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "Cancel", request, api.CancelResponse.FromString, context
+            )
+        if not request.task_ids and not request.workflow_id:
+            await abort_invalid(context, "task_ids", "name at least one task or a workflow_id")
+        cmd = state_pb2.Command(
+            cancel_tasks=state_pb2.CancelTasks(
+                task_ids=request.task_ids, workflow_id=request.workflow_id, reason=request.reason
+            )
+        )
+        result = await self._write(context, cmd, request.request_id)
+        return api.CancelResponse(cancelled=result.task_ids, index=result.index)
+
+    async def Reprioritize(
+        self, request: api.ReprioritizeRequest, context: Ctx
+    ) -> api.ReprioritizeResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "Reprioritize", request, api.ReprioritizeResponse.FromString, context
+            )
+        cmd = state_pb2.Command(
+            reprioritize=state_pb2.Reprioritize(task_id=request.task_id, priority=request.priority)
+        )
+        result = await self._write(context, cmd, request.request_id)
+        return api.ReprioritizeResponse(index=result.index)
+
+    # -- reads of replicated state ----------------------------------------------------
+
+    async def GetTask(self, request: api.GetTaskRequest, context: Ctx) -> state_pb2.Task:
+        await self._barrier(context)
+        task = self._task(request.task_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task_id: no task {request.task_id!r}")
+        assert task is not None
+        return task
+
+    async def GetWorkflow(
+        self, request: api.GetWorkflowRequest, context: Ctx
+    ) -> api.GetWorkflowResponse:
+        await self._barrier(context)
+        wf = self.rt.state.workflows.get(request.workflow_id)
+        if wf is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"workflow_id: no workflow {request.workflow_id!r}"
+            )
+        assert wf is not None
+        tasks = [t for t in (self._task(i) for i in wf.task_ids) if t is not None]
+        response = api.GetWorkflowResponse(workflow=wf)
+        if request.include_tasks:
+            response.tasks.extend(tasks)
+        for task in tasks:
+            name = state_pb2.TaskState.Name(task.state)
+            response.state_counts[name] = response.state_counts.get(name, 0) + 1
+        try:
+            dag = Dag([(t.id, [d for d in t.dependencies if d in wf.task_ids]) for t in tasks])
+            response.execution_order.extend(dag.topological_order())
+            # Measured durations where known, so the path reflects what really took time.
+            durations = {
+                t.id: (t.finished_ms - t.started_ms) / 1000
+                for t in tasks
+                if t.started_ms and t.finished_ms >= t.started_ms
+            }
+            path, _ = dag.critical_path(durations)
+            response.critical_path.extend(path)
+        except DagError:
+            pass  # pruned parts of an old workflow: the queries are best effort
+        return response
+
+    async def ListTasks(self, request: api.ListTasksRequest, context: Ctx) -> api.ListTasksResponse:
+        await self._barrier(context)
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            await abort_invalid(context, "page_size", f"at most {MAX_PAGE}, got {size}")
+        start = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                await abort_invalid(context, "page_token", "not a token from a previous page")
+            start = int(request.page_token)
+        matches = list(self._matching(request))
+        page = matches[start : start + size]
+        more = start + size < len(matches)
+        return api.ListTasksResponse(
+            tasks=page, next_page_token=str(start + size) if more else "", total=len(matches)
+        )
+
+    def _matching(self, request: api.ListTasksRequest) -> Iterable[state_pb2.Task]:
+        state = self.rt.state
+        if request.workflow_id:
+            candidates: Iterable[state_pb2.Task] = state.tasks_of_workflow(request.workflow_id)
+        elif request.states:
+            wanted = set(request.states)
+            # Keep submission order across states: filter the whole table once.
+            candidates = (t for t in state.tasks.values() if t.state in wanted)
+        else:
+            candidates = state.tasks.values()
+        states = set(request.states)
+        for task in candidates:
+            if states and task.state not in states:
+                continue
+            if request.group and (task.spec.group or "default") != request.group:
+                continue
+            yield task
+
+    async def WatchTasks(
+        self, request: api.WatchTasksRequest, context: Ctx
+    ) -> AsyncIterator[api.TaskEvent]:
+        await self._barrier(context)
+        async for event in watch_tasks(self.rt.state, request):
+            yield event
+
+    # -- the leader's live view -----------------------------------------------------
+
+    async def Explain(self, request: api.ExplainRequest, context: Ctx) -> api.ExplainResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "Explain", request, api.ExplainResponse.FromString, context
+            )
+        try:
+            scheduler = await self.rt.running_scheduler()
+        except TimeoutError as exc:
+            await abort_for(context, exc, self.rt.node.leader_address())
+        task = self._task(request.task_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task_id: no task {request.task_id!r}")
+        assert task is not None
+        return api.ExplainResponse(
+            task_id=task.id, state=task.state, reasons=explain(scheduler, task)
+        )
+
+    async def ListWorkers(
+        self, request: api.ListWorkersRequest, context: Ctx
+    ) -> api.ListWorkersResponse:
+        if not await self.rt.forwarder.leader_here(context):
+            return await self.rt.forwarder.forward(
+                SERVICE, "ListWorkers", request, api.ListWorkersResponse.FromString, context
+            )
+        try:
+            scheduler = await self.rt.running_scheduler()
+        except TimeoutError as exc:
+            await abort_for(context, exc, self.rt.node.leader_address())
+        response = api.ListWorkersResponse()
+        for wid, worker in self.rt.state.workers.items():
+            if request.group and request.group not in worker.info.groups:
+                continue
+            live = scheduler.usage(wid)
+            status = api.WorkerStatus(
+                worker=worker,
+                connected=live is not None,
+                running=len(self.rt.state.tasks_of_worker(wid)),
+            )
+            if live is not None:
+                usage, last = live
+                status.last_heartbeat_ms = int(last * 1000)
+                status.cpu_percent = usage.cpu_percent
+                status.memory_percent = usage.memory_percent
+            response.workers.append(status)
+        return response

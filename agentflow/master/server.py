@@ -1,0 +1,178 @@
+"""One master process: Raft node + replicated state + leader-only scheduler, served
+over gRPC (client API, cluster admin, Raft transport, health, reflection) and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import structlog
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agentflow._proto import scheduler_pb2, scheduler_pb2_grpc
+from agentflow.master.cluster_api import ClusterApi
+from agentflow.master.config import MasterConfig, strip_scheme
+from agentflow.master.forwarding import Forwarder
+from agentflow.master.http_api import make_app
+from agentflow.master.leadership import lead_when_elected
+from agentflow.master.runtime import Runtime
+from agentflow.master.scheduler_api import SchedulerApi
+from agentflow.raft.config import RaftConfig
+from agentflow.raft.node import NodeConfig, RaftNode
+from agentflow.raft.storage import RaftStorage
+from agentflow.raft.transport import CHANNEL_OPTIONS, GrpcTransport
+from agentflow.raft.types import NONE
+from agentflow.scheduler.proposer import Proposer
+from agentflow.scheduler.service import Scheduler
+from agentflow.state import SchedulerState
+
+log = structlog.get_logger(__name__)
+
+
+class Master:
+    def __init__(self, config: MasterConfig) -> None:
+        self.config = config
+        self.runtime: Runtime | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        storage = await RaftStorage.open(cfg.data_dir)
+        fresh = await storage.is_empty()
+        state = SchedulerState()
+        holder: list[RaftNode] = []
+        transport = GrpcTransport(
+            cfg.node_id,
+            deliver=lambda m: holder[0].receive(m),
+            unreachable=lambda p: holder[0].report_unreachable(p),
+            advertise=cfg.address,
+        )
+        node = RaftNode(
+            cfg.node_id,
+            storage,
+            transport,
+            state,
+            NodeConfig(
+                raft=RaftConfig(),
+                tick_interval=cfg.tick_interval,
+                snapshot_every=cfg.snapshot_every,
+            ),
+        )
+        holder.append(node)
+        rt = Runtime(node, state, Proposer(node, state), Forwarder(node))
+        self.runtime = rt
+
+        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        transport.add_to_server(server)
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerApi(rt), server)
+        scheduler_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterApi(rt), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (
+            scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
+            scheduler_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        listen = f"{cfg.host}:{cfg.port}"
+        if server.add_insecure_port(listen) == 0:
+            raise OSError(f"--port: cannot listen on {listen}")
+        await server.start()
+        runner: web.AppRunner | None = None
+        if cfg.http_port:
+            runner = web.AppRunner(make_app(rt), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, cfg.host, cfg.http_port).start()
+        log.info(
+            "master.listening", node=cfg.node_id, grpc=listen, http=cfg.http_port, mode=cfg.mode
+        )
+
+        bootstrap: dict[str, str] | None = None
+        if cfg.peers:
+            bootstrap = dict(cfg.peers)
+        elif cfg.mode == "leader":
+            bootstrap = {cfg.node_id: cfg.address}
+
+        def make_scheduler() -> Scheduler:
+            return Scheduler(state, rt.proposer, cfg.scheduler)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                node_task = tg.create_task(node.run(bootstrap=bootstrap))
+                leading = tg.create_task(lead_when_elected(rt, make_scheduler))
+                health_task = tg.create_task(self._report_health(rt, health_servicer))
+                joining = None
+                if cfg.mode == "master" and not cfg.peers and fresh:
+                    joining = tg.create_task(self._join(rt))
+                await self._stop.wait()
+                log.info("master.stopping", node=cfg.node_id)
+                await node.step_down(timeout=3.0)
+                for task in (leading, health_task, joining, node_task):
+                    if task is not None:
+                        task.cancel()
+        finally:
+            await server.stop(0.5)
+            if runner is not None:
+                await runner.cleanup()
+            await rt.forwarder.close()
+            await transport.close()
+            await storage.close()
+            log.info("master.stopped", node=cfg.node_id)
+
+    async def _report_health(self, rt: Runtime, servicer: health.aio.HealthServicer) -> None:
+        # SERVING once part of a cluster with a leader: what k8s probes should see.
+        serving: bool | None = None
+        while True:
+            now = rt.node.leader() != NONE
+            if now != serving:
+                serving = now
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if now
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                await servicer.set("", status)
+                await servicer.set("agentflow.v1.SchedulerService", status)
+            await asyncio.sleep(0.2)
+
+    async def _join(self, rt: Runtime) -> None:
+        """Ask the cluster at --leader-url to add this master; retry until it does."""
+        cfg = self.config
+        target = strip_scheme(cfg.leader_url)
+        delay = 0.2
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+                    stub = scheduler_pb2_grpc.ClusterServiceStub(channel)
+                    await stub.AddMember(
+                        scheduler_pb2.AddMemberRequest(node_id=cfg.node_id, address=cfg.address),
+                        timeout=60.0,
+                    )
+                log.info("master.joined", node=cfg.node_id, via=target)
+                return
+            except grpc.aio.AioRpcError as exc:
+                leader = dict(exc.trailing_metadata() or ()).get("leader-address")
+                if isinstance(leader, str) and leader:
+                    target = leader
+                log.info("master.join_retry", via=target, code=exc.code().name, error=exc.details())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def serve(config: MasterConfig) -> None:
+    import signal
+
+    master = Master(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.request_stop)
+    with contextlib.suppress(asyncio.CancelledError):
+        await master.run()

@@ -1,0 +1,70 @@
+"""The WatchTasks stream: the current picture, then every change, coalesced.
+
+A slow client never slows down apply: the state listener only adds task ids to a
+set, and the stream sends each changed task's latest version when it gets to it, so
+a burst of changes to one task costs one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from agentflow._proto import scheduler_pb2 as api
+from agentflow._proto import state_pb2
+from agentflow.state import ChangeSet, SchedulerState
+
+
+def _wanted(state: SchedulerState, request: api.WatchTasksRequest) -> set[str] | None:
+    """Task ids to watch, or None for "every task (of the workflow, if given)"."""
+    if request.task_ids:
+        return set(request.task_ids)
+    if request.workflow_id:
+        wf = state.workflows.get(request.workflow_id)
+        return set(wf.task_ids) if wf is not None else set()
+    return None
+
+
+async def watch_tasks(
+    state: SchedulerState, request: api.WatchTasksRequest
+) -> AsyncIterator[api.TaskEvent]:
+    wanted = _wanted(state, request)
+    pending: dict[str, None] = {}
+    wake = asyncio.Event()
+
+    def on_change(change: ChangeSet) -> None:
+        for task_id in change.tasks:
+            if wanted is None or task_id in wanted:
+                pending[task_id] = None
+        if pending:
+            wake.set()
+
+    # (state, attempt) last sent per task: without include_progress, a change that
+    # only moves the progress bar is not sent.
+    sent: dict[str, tuple[int, int]] = {}
+    unsubscribe = state.add_listener(on_change)
+    try:
+        ids = list(wanted) if wanted is not None else list(state.tasks)
+        for task_id in ids:
+            task = state.task(task_id)
+            if task is not None:
+                sent[task_id] = (task.state, task.attempt)
+                yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
+        while True:
+            await wake.wait()
+            wake.clear()
+            batch = list(pending)
+            pending.clear()
+            for task_id in batch:
+                task = state.task(task_id)
+                if task is None:
+                    continue
+                key = (task.state, task.attempt)
+                if not request.include_progress and sent.get(task_id) == key:
+                    continue
+                sent[task_id] = key
+                copy = state_pb2.Task()
+                copy.CopyFrom(task)
+                yield api.TaskEvent(task=copy, index=task.updated_index)
+    finally:
+        unsubscribe()

@@ -1,0 +1,404 @@
+"""The leader's scheduler: one instance per leadership term.
+
+It rebuilds its indexes (ready queue, retry timers, where each task runs) from the
+replicated state when it starts, follows every applied command through a state
+listener, and dispatches: pick ready tasks in priority order, place them, commit one
+AssignTasks command for the whole batch, and only then push the assignments down the
+worker sessions. When leadership is lost the master cancels `run()`; nothing here is
+replicated, so the next leader's instance starts from the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from agentflow._proto import state_pb2
+from agentflow.scheduler.placement import WorkerView, place
+from agentflow.scheduler.proposer import Proposer
+from agentflow.scheduler.ready_queue import Priority, ReadyQueue
+from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
+from agentflow.scheduler.views import requirements, take, worker_views
+from agentflow.state import ChangeSet, SchedulerState
+
+log = structlog.get_logger(__name__)
+
+TS = state_pb2.TaskState
+_ON_WORKER = (TS.TASK_STATE_ASSIGNED, TS.TASK_STATE_RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    aging_seconds: float | None = 30.0  # one priority level gained per this wait
+    dispatch_batch: int = 1024  # assignments per AssignTasks command
+    max_scan: int = 4096  # queued tasks examined per round when few fit
+    retry_backoff_cap_ms: int = 300_000
+    retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
+    retention_keep: int = 100_000  # and at most this many
+    request_id_seconds: float = 24 * 3600  # a client may retry a request this long
+    prune_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("dispatch_batch", "max_scan", "retention_keep"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("retention_seconds", "request_id_seconds", "prune_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(slots=True)
+class _Live:
+    session: WorkerSession
+    usage: Usage = field(default_factory=Usage)
+    last_heartbeat: float = 0.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        state: SchedulerState,
+        proposer: Proposer,
+        config: SchedulerConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.state = state
+        self.proposer = proposer
+        self.config = config or SchedulerConfig()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.queue = ReadyQueue(self.config.aging_seconds)
+        self._retry_heap: list[tuple[int, str]] = []  # (not_before_ms, task id)
+        self._where: dict[str, tuple[str, int]] = {}  # task -> (worker, attempt) told
+        self._in_flight: set[str] = set()  # popped, AssignTasks not yet applied
+        self._changed: set[str] = set()
+        self._live: dict[str, _Live] = {}
+        self._wake = asyncio.Event()
+        self._started = asyncio.Event()
+        self.dispatched = 0
+        self.rounds = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Rebuild from state, then dispatch until cancelled. The caller must have
+        made sure the state is caught up with this term (a read barrier)."""
+        unsubscribe = self.state.add_listener(self._on_change)
+        try:
+            self._rebuild()
+            self._started.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._dispatch_loop())
+                tg.create_task(self._prune_loop())
+        finally:
+            unsubscribe()
+            for live in self._live.values():
+                live.session.close("this master is no longer the leader")
+            self._live.clear()
+
+    async def started(self) -> None:
+        await self._started.wait()
+
+    def _rebuild(self) -> None:
+        for task in self.state.ready_tasks():
+            self._enqueue(task)
+        for task in self.state.retry_waiting():
+            heapq.heappush(self._retry_heap, (task.not_before_ms, task.id))
+        for wid in self.state.workers:
+            for task in self.state.tasks_of_worker(wid):
+                self._where[task.id] = (wid, task.attempt)
+        log.info(
+            "scheduler.rebuilt",
+            ready=len(self.queue),
+            retry_waiting=len(self._retry_heap),
+            on_workers=len(self._where),
+        )
+
+    # -- following the state -------------------------------------------------------
+
+    def _on_change(self, change: ChangeSet) -> None:
+        # Called inside apply: only note the ids; the dispatch loop does the work.
+        if change.tasks:
+            self._changed.update(change.tasks)
+            self._wake.set()
+        if change.workers:
+            self._wake.set()
+
+    def _absorb(self) -> None:
+        changed, self._changed = self._changed, set()
+        for task_id in sorted(changed):
+            if task_id in self._in_flight:
+                continue  # settled when its AssignTasks result comes back
+            self._sync_task(task_id)
+
+    def _sync_task(self, task_id: str) -> None:
+        task = self.state.task(task_id)
+        told = self._where.get(task_id)
+        if told is not None and (
+            task is None or task.state not in _ON_WORKER or task.attempt != told[1]
+        ):
+            del self._where[task_id]
+            if task is not None and task.state == TS.TASK_STATE_CANCELLED:
+                self._send_cancel(told[0], task_id, told[1], task.result.error or "cancelled")
+        if task is None or task.state != TS.TASK_STATE_READY:
+            if task_id in self.queue:
+                self.queue.remove(task_id)
+            if task is not None and self._waits_for_retry(task):
+                heapq.heappush(self._retry_heap, (task.not_before_ms, task.id))
+            return
+        if task_id in self.queue:
+            if self.queue.priority_of(task_id) != Priority(task.priority):
+                self.queue.reprioritize(task_id, Priority(task.priority))
+        else:
+            self._enqueue(task)
+
+    def _waits_for_retry(self, task: state_pb2.Task) -> bool:
+        return (
+            task.state == TS.TASK_STATE_PENDING
+            and task.not_before_ms > 0
+            and not self.state.blocking(task.id)
+        )
+
+    def _enqueue(self, task: state_pb2.Task, at_ms: int | None = None) -> None:
+        when = task.ready_ms if at_ms is None else at_ms
+        self.queue.push(task.id, Priority(task.priority), when / 1000)
+
+    def _release_due_retries(self, now_ms: int) -> float | None:
+        """Queue retries whose time has come; seconds until the next one, if any."""
+        while self._retry_heap and self._retry_heap[0][0] <= now_ms:
+            due, task_id = heapq.heappop(self._retry_heap)
+            task = self.state.task(task_id)
+            if (
+                task is not None
+                and task.not_before_ms == due
+                and self._waits_for_retry(task)
+                and task_id not in self.queue
+                and task_id not in self._in_flight
+            ):
+                self._enqueue(task, at_ms=due)
+        if not self._retry_heap:
+            return None
+        return max(0.0, (self._retry_heap[0][0] - now_ms) / 1000)
+
+    # -- dispatch --------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        self._wake.set()
+        while True:
+            self._wake.clear()
+            self._absorb()
+            now_ms = self.proposer.now_ms()
+            next_retry = self._release_due_retries(now_ms)
+            batch = self._plan(now_ms)
+            if batch:
+                await self._commit(batch)
+                if len(batch) == self.config.dispatch_batch:
+                    self._wake.set()  # probably more to do right away
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=next_retry)
+
+    def _plan(self, now_ms: int) -> list[state_pb2.Assignment]:
+        if not self.queue or not self._live:
+            return []
+        views = worker_views(self.state, self._live)
+        usable = {wid: v for wid, v in views.items() if v.alive and not v.draining}
+        if not usable:
+            return []
+        chosen: list[state_pb2.Assignment] = []
+
+        def fits(task_id: str) -> bool:
+            task = self.state.task(task_id)
+            if task is None:
+                return False
+            req = requirements(task)
+            spot = place(req, usable.values())
+            if spot is None:
+                return False
+            usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
+            chosen.append(
+                state_pb2.Assignment(
+                    task_id=task_id,
+                    attempt=task.attempt + 1,
+                    worker_id=spot.worker_id,
+                    gpu_indices=spot.gpu_indices,
+                )
+            )
+            return True
+
+        self.queue.pop_matching(
+            now_ms / 1000, fits, self.config.dispatch_batch, self.config.max_scan
+        )
+        return chosen
+
+    async def _commit(self, batch: list[state_pb2.Assignment]) -> None:
+        ids = [a.task_id for a in batch]
+        self._in_flight.update(ids)
+        try:
+            result = await self.proposer.propose(
+                state_pb2.Command(assign_tasks=state_pb2.AssignTasks(assignments=batch))
+            )
+        finally:
+            self._in_flight.difference_update(ids)
+            # Whatever happened (rejected, dropped, applied), re-read these tasks from
+            # state: applied ones are on a worker now, the rest go back to the queue.
+            self._changed.update(ids)
+        if result.error.code:
+            log.error("scheduler.assign_refused", error=str(result.error))
+            return
+        by_worker: dict[str, list[state_pb2.Task]] = {}
+        for assignment in batch:
+            task = self.state.task(assignment.task_id)
+            if (
+                task is None
+                or task.state != TS.TASK_STATE_ASSIGNED
+                or task.attempt != assignment.attempt
+                or task.worker_id != assignment.worker_id
+            ):
+                continue
+            self._where[task.id] = (task.worker_id, task.attempt)
+            copy = state_pb2.Task()
+            copy.CopyFrom(task)
+            by_worker.setdefault(task.worker_id, []).append(copy)
+        for wid, tasks in by_worker.items():
+            live = self._live.get(wid)
+            if live is not None:
+                live.session.assign(tasks)
+            self.dispatched += len(tasks)
+        self.rounds += 1
+        if result.rejected:
+            log.info("scheduler.assign_rejected", rejected=list(result.rejected)[:10])
+
+    def _send_cancel(self, worker_id: str, task_id: str, attempt: int, reason: str) -> None:
+        live = self._live.get(worker_id)
+        if live is not None:
+            live.session.cancel(task_id, attempt, reason)
+
+    # -- retention -------------------------------------------------------------------
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.prune_interval)
+            await self.prune()
+
+    async def prune(self) -> state_pb2.CommandResult:
+        now_ms = self.proposer.now_ms()
+        cmd = state_pb2.Command(
+            prune=state_pb2.Prune(
+                finished_before_ms=now_ms - int(self.config.retention_seconds * 1000),
+                keep_finished=self.config.retention_keep,
+                requests_before_ms=now_ms - int(self.config.request_id_seconds * 1000),
+            )
+        )
+        result = await self.proposer.propose(cmd)
+        if result.task_ids:
+            log.info("scheduler.pruned", tasks=len(result.task_ids))
+        return result
+
+    # -- worker sessions (the interface the worker connection uses) ---------------
+
+    async def connect(self, info: state_pb2.WorkerInfo, session: WorkerSession) -> None:
+        """A worker connected: register it (committed) and start placing work on it.
+
+        Raises WorkerConflictError if another live session holds the same id, and
+        ValueError (naming the field) if the registration is refused."""
+        current = self._live.get(info.id)
+        if current is not None and current.session is not session:
+            raise WorkerConflictError(
+                f"worker id {info.id!r} is already connected; "
+                "stop the other worker or start this one with a different --worker-id"
+            )
+        known = self.state.workers.get(info.id)
+        if known is None or known.state != state_pb2.WORKER_STATE_ONLINE or known.info != info:
+            result = await self.proposer.propose(
+                state_pb2.Command(register_worker=state_pb2.RegisterWorker(info=info))
+            )
+            if result.error.code:
+                raise ValueError(f"{result.error.field}: {result.error.message}")
+        if info.id in self._live and self._live[info.id].session is not session:
+            raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
+        self._live[info.id] = _Live(session, last_heartbeat=self._clock())
+        self._wake.set()
+
+    def disconnect(self, session: WorkerSession) -> None:
+        live = self._live.get(session.worker_id)
+        if live is not None and live.session is session:
+            del self._live[session.worker_id]
+
+    def heartbeat(self, worker_id: str, usage: Usage) -> None:
+        live = self._live.get(worker_id)
+        if live is not None:
+            live.usage = usage
+            live.last_heartbeat = self._clock()
+
+    def connected(self) -> list[str]:
+        return sorted(self._live)
+
+    def usage(self, worker_id: str) -> tuple[Usage, float] | None:
+        live = self._live.get(worker_id)
+        return None if live is None else (live.usage, live.last_heartbeat)
+
+    async def report_started(self, worker_id: str, task_id: str, attempt: int) -> bool:
+        cmd = state_pb2.Command(
+            task_started=state_pb2.TaskStarted(
+                task_id=task_id, attempt=attempt, worker_id=worker_id
+            )
+        )
+        return not (await self.proposer.propose(cmd)).rejected
+
+    async def report_progress(
+        self, worker_id: str, task_id: str, attempt: int, progress: float, message: str
+    ) -> bool:
+        cmd = state_pb2.Command(
+            task_progress=state_pb2.TaskProgress(
+                task_id=task_id,
+                attempt=attempt,
+                worker_id=worker_id,
+                progress=progress,
+                message=message,
+            )
+        )
+        return not (await self.proposer.propose(cmd)).rejected
+
+    async def report_finished(
+        self,
+        worker_id: str,
+        task_id: str,
+        attempt: int,
+        success: bool,
+        result: state_pb2.TaskResult,
+    ) -> bool:
+        """Commit a result. False: refused as stale (another attempt is current, or
+        the task is already final); the worker should drop it."""
+        task = self.state.task(task_id)
+        delay = self.retry_delay_ms(task, attempt) if task is not None else 0
+        cmd = state_pb2.Command(
+            task_finished=state_pb2.TaskFinished(
+                task_id=task_id,
+                attempt=attempt,
+                worker_id=worker_id,
+                success=success,
+                result=result,
+                retry_delay_ms=delay,
+            )
+        )
+        return not (await self.proposer.propose(cmd)).rejected
+
+    def retry_delay_ms(self, task: state_pb2.Task, attempt: int) -> int:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        base = int(task.spec.retry_backoff_ms or 1000)
+        ceiling: int = min(self.config.retry_backoff_cap_ms, base * 2 ** max(0, attempt - 1))
+        return ceiling // 2 + self._rng.randint(0, ceiling - ceiling // 2)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def views(self) -> dict[str, WorkerView]:
+        return worker_views(self.state, self._live)

@@ -1,0 +1,325 @@
+"""The leader's scheduler over a real state machine, without Raft (DirectReplicator)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from agentflow._proto import state_pb2
+from agentflow.scheduler.explain import explain
+from agentflow.scheduler.proposer import Proposer
+from agentflow.scheduler.service import Scheduler, SchedulerConfig
+from agentflow.scheduler.sessions import WorkerConflictError
+from agentflow.scheduler.testing import DirectReplicator, RecordingSession
+from agentflow.state import SchedulerState
+
+TS = state_pb2.TaskState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Rig:
+    def __init__(self, **config: object) -> None:
+        self.state = SchedulerState()
+        self.replicator = DirectReplicator(self.state)
+        self.clock = Clock()
+        self.proposer = Proposer(self.replicator, self.state, self.clock)
+        self.config = SchedulerConfig(**config)  # type: ignore[arg-type]
+        self.scheduler = self.new_scheduler()
+
+    def new_scheduler(self) -> Scheduler:
+        return Scheduler(
+            self.state, self.proposer, self.config, clock=self.clock, rng=random.Random(7)
+        )
+
+    async def submit(self, *specs: state_pb2.TaskSpec) -> list[str]:
+        result = await self.proposer.propose(
+            state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=specs))
+        )
+        assert not result.error.code, result.error
+        return list(result.task_ids)
+
+    async def worker(
+        self, wid: str, groups: tuple[str, ...] = ("default",), capacity: int = 4, **kw: object
+    ) -> RecordingSession:
+        info = state_pb2.WorkerInfo(
+            id=wid,
+            groups=groups,
+            capacity=capacity,
+            cpu_cores=kw.pop("cpu", 8.0),  # type: ignore[arg-type]
+            memory_mb=kw.pop("memory_mb", 16384),  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
+        session = RecordingSession(wid, self.state)
+        await self.scheduler.connect(info, session)
+        return session
+
+    async def settle(self) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+
+def shell(name: str = "t", **kw: object) -> state_pb2.TaskSpec:
+    return state_pb2.TaskSpec(name=name, command=f"shell:echo {name}", **kw)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(rig: Rig, scheduler: Scheduler | None = None) -> AsyncIterator[Scheduler]:
+    s = scheduler or rig.scheduler
+    task = asyncio.create_task(s.run())
+    await s.started()
+    try:
+        yield s
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    yield Rig()
+
+
+async def test_assignments_are_committed_before_the_worker_hears_of_them(rig: Rig) -> None:
+    ids = await rig.submit(shell("a"), shell("b"))
+    async with running(rig):
+        session = await rig.worker("w1")  # RecordingSession asserts ASSIGNED in state
+        got = await session.wait_for(2)
+    assert [t.id for t in got] == ids
+    assert all(t.attempt == 1 and t.worker_id == "w1" for t in got)
+
+
+async def test_one_assign_command_per_round_not_per_task(rig: Rig) -> None:
+    await rig.submit(*(shell(f"t{i}") for i in range(300)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1000)
+        await session.wait_for(300)
+    assert rig.replicator.kinds().count("assign_tasks") == 1
+    assert session.batches == 1
+
+
+async def test_batch_size_caps_one_command(rig: Rig) -> None:
+    rig = Rig(dispatch_batch=100)
+    await rig.submit(*(shell(f"t{i}") for i in range(250)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1000)
+        await session.wait_for(250)
+    assert rig.replicator.kinds().count("assign_tasks") == 3
+
+
+async def test_priority_first_then_fifo_inside_a_level(rig: Rig) -> None:
+    low = await rig.submit(shell("low1", priority=3), shell("low2", priority=3))
+    normal = await rig.submit(shell("n1"), shell("n2"))
+    critical = await rig.submit(shell("c1", priority=0))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1)
+        await session.wait_for(1)
+        order = [session.assigned[0].id]
+        for expected in range(2, 6):
+            last = session.assigned[-1]
+            await rig.scheduler.report_finished(
+                "w1", last.id, last.attempt, True, state_pb2.TaskResult()
+            )
+            await session.wait_for(expected)
+            order.append(session.assigned[-1].id)
+    assert order == critical + normal + low
+
+
+async def test_capacity_and_resources_limit_what_a_worker_gets(rig: Rig) -> None:
+    await rig.submit(*(shell(f"t{i}", cpu=2) for i in range(10)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=10, cpu=5.0)
+        await session.wait_for(2)
+        await rig.settle()
+    assert len(session.assigned) == 2  # 2 cpu each, 5 cores
+
+
+async def test_gpu_tasks_go_only_to_gpu_workers_with_concrete_indices(rig: Rig) -> None:
+    [gpu_task] = await rig.submit(shell("train", gpus=2))
+    async with running(rig):
+        cpu_only = await rig.worker("cpu1")
+        await rig.settle()
+        assert cpu_only.assigned == []
+        reasons = explain(rig.scheduler, rig.state.tasks[gpu_task])
+        assert any(
+            "needs 2 GPUs; the largest worker in group 'default' has 0" in r for r in reasons
+        )
+        gpu = await rig.worker("gpu1", gpu_count=4)
+        got = await gpu.wait_for(1)
+    assert got[0].id == gpu_task and list(got[0].gpu_indices) == [0, 1]
+
+
+async def test_least_loaded_worker_is_chosen(rig: Rig) -> None:
+    async with running(rig):
+        busy = await rig.worker("busy", capacity=4)
+        await rig.submit(shell("a"), shell("b"))
+        await busy.wait_for(2)
+        idle = await rig.worker("idle", capacity=4)
+        await rig.submit(shell("c"))
+        got = await idle.wait_for(1)
+    assert got[0].spec.name == "c"
+
+
+async def test_explain_names_the_missing_group_and_the_queue_position(rig: Rig) -> None:
+    [gpu_task] = await rig.submit(shell("train", group="gpu"))
+    ahead = await rig.submit(*(shell(f"h{i}", priority=1) for i in range(3)))
+    [mine] = await rig.submit(shell("mine", priority=1))
+    async with running(rig) as scheduler:
+        reasons = explain(scheduler, rig.state.tasks[gpu_task])
+        assert reasons[0].startswith("no live worker in group 'gpu'")
+        mine_reasons = explain(scheduler, rig.state.tasks[mine])
+    assert "queued: 3 tasks ahead at HIGH" in mine_reasons
+    assert len(ahead) == 3
+
+
+async def test_explain_waiting_on_dependencies(rig: Rig) -> None:
+    wf = state_pb2.WorkflowSpec(
+        id="wf1",
+        tasks=[
+            state_pb2.TaskSpec(id="build", command="shell:make"),
+            state_pb2.TaskSpec(id="test", command="shell:make test"),
+            state_pb2.TaskSpec(id="deploy", command="shell:deploy", dependencies=["build", "test"]),
+        ],
+    )
+    result = await rig.proposer.propose(
+        state_pb2.Command(submit_workflow=state_pb2.SubmitWorkflow(workflow=wf))
+    )
+    assert not result.error.code
+    async with running(rig) as scheduler:
+        assert explain(scheduler, rig.state.tasks["wf1/deploy"]) == ["waiting on build, test"]
+
+
+async def test_workflow_runs_in_dependency_order(rig: Rig) -> None:
+    wf = state_pb2.WorkflowSpec(
+        id="wf1",
+        tasks=[
+            state_pb2.TaskSpec(id="build", command="shell:make"),
+            state_pb2.TaskSpec(id="test", command="shell:make test", dependencies=["build"]),
+            state_pb2.TaskSpec(id="deploy", command="shell:deploy", dependencies=["test"]),
+        ],
+    )
+    await rig.proposer.propose(
+        state_pb2.Command(submit_workflow=state_pb2.SubmitWorkflow(workflow=wf))
+    )
+    async with running(rig):
+        session = await rig.worker("w1")
+        for n in range(1, 4):
+            await session.wait_for(n)
+            await rig.settle()
+            assert len(session.assigned) == n  # the next one waits for this one
+            last = session.assigned[-1]
+            await rig.scheduler.report_finished(
+                "w1", last.id, last.attempt, True, state_pb2.TaskResult()
+            )
+    assert [t.id for t in session.assigned] == ["wf1/build", "wf1/test", "wf1/deploy"]
+    assert rig.state.workflows["wf1"].state == state_pb2.WORKFLOW_STATE_SUCCEEDED
+
+
+async def test_failed_attempt_is_retried_after_its_backoff(rig: Rig) -> None:
+    [tid] = await rig.submit(shell("flaky", max_retries=2, retry_backoff_ms=200))
+    async with running(rig):
+        session = await rig.worker("w1")
+        [first] = await session.wait_for(1)
+        await rig.scheduler.report_finished(
+            "w1", tid, 1, False, state_pb2.TaskResult(exit_code=3, error="boom")
+        )
+        task = rig.state.tasks[tid]
+        assert task.state == TS.TASK_STATE_PENDING
+        delay = task.not_before_ms - rig.proposer.now_ms()
+        assert 100 <= delay <= 200  # equal jitter on a 200 ms base
+        await rig.settle()
+        assert len(session.assigned) == 1  # not before its time
+        rig.clock.now += 0.25
+        second = (await session.wait_for(2, timeout=2.0))[1]
+    assert (first.attempt, second.attempt) == (1, 2)
+
+
+async def test_stale_report_is_refused(rig: Rig) -> None:
+    [tid] = await rig.submit(shell("x", max_retries=1, retry_backoff_ms=1))
+    async with running(rig):
+        session = await rig.worker("w1")
+        await session.wait_for(1)
+        assert await rig.scheduler.report_finished("w1", tid, 1, False, state_pb2.TaskResult())
+        rig.clock.now += 1
+        await session.wait_for(2)
+        stale = await rig.scheduler.report_finished("w1", tid, 1, True, state_pb2.TaskResult())
+    assert not stale
+    assert rig.state.tasks[tid].state == TS.TASK_STATE_ASSIGNED
+
+
+async def test_cancel_of_an_assigned_task_tells_its_worker(rig: Rig) -> None:
+    [tid] = await rig.submit(shell("long"))
+    async with running(rig):
+        session = await rig.worker("w1")
+        await session.wait_for(1)
+        await rig.proposer.propose(
+            state_pb2.Command(cancel_tasks=state_pb2.CancelTasks(task_ids=[tid], reason="stop"))
+        )
+        for _ in range(50):
+            if session.cancelled:
+                break
+            await asyncio.sleep(0.01)
+    assert session.cancelled == [(tid, 1, "stop")]
+
+
+async def test_reprioritize_moves_a_queued_task_ahead(rig: Rig) -> None:
+    first = await rig.submit(shell("a"), shell("b"))
+    [late] = await rig.submit(shell("late", priority=4))
+    await rig.proposer.propose(
+        state_pb2.Command(reprioritize=state_pb2.Reprioritize(task_id=late, priority=0))
+    )
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1)
+        got = await session.wait_for(1)
+    assert got[0].id == late and first
+
+
+async def test_a_new_leaders_scheduler_rebuilds_from_state(rig: Rig) -> None:
+    ids = await rig.submit(*(shell(f"t{i}") for i in range(5)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=2)
+        await session.wait_for(2)
+    assert session.closed  # the old term's sessions are closed
+    successor = rig.new_scheduler()
+    async with running(rig, successor):
+        assert len(successor.queue) == 3
+        again = RecordingSession("w1", rig.state)
+        await successor.connect(rig.state.workers["w1"].info, again)
+        await rig.settle()
+        assert again.assigned == []  # still full: two tasks held from the old term
+        done = session.assigned[0]
+        await successor.report_finished("w1", done.id, done.attempt, True, state_pb2.TaskResult())
+        got = await again.wait_for(1)
+    assert got[0].id == ids[2]
+
+
+async def test_a_second_live_session_with_the_same_id_is_refused(rig: Rig) -> None:
+    async with running(rig):
+        await rig.worker("w1")
+        with pytest.raises(WorkerConflictError, match="already connected"):
+            await rig.worker("w1")
+
+
+async def test_prune_drops_old_finished_tasks(rig: Rig) -> None:
+    rig = Rig(retention_seconds=60.0)
+    [tid] = await rig.submit(shell("x"))
+    async with running(rig) as scheduler:
+        session = await rig.worker("w1")
+        await session.wait_for(1)
+        await scheduler.report_finished("w1", tid, 1, True, state_pb2.TaskResult())
+        rig.clock.now += 30
+        assert not (await scheduler.prune()).task_ids
+        rig.clock.now += 31
+        assert list((await scheduler.prune()).task_ids) == [tid]
+    assert rig.state.task(tid) is None
