@@ -19,7 +19,13 @@ from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_i
 from agentflow.master.watch import watch_tasks
 from agentflow.raft.types import RaftError
 from agentflow.scheduler.explain import explain
-from agentflow.state.dag import Dag, DagError
+from agentflow.state import (
+    Dag,
+    DagError,
+    StateError,
+    validate_submit_tasks,
+    validate_workflow_spec,
+)
 
 SERVICE = "SchedulerService"
 MAX_PAGE = 1000
@@ -62,8 +68,12 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             return await self.rt.forwarder.forward(
                 SERVICE, "SubmitTasks", request, api.SubmitTasksResponse.FromString, context
             )
-        if not request.tasks:
-            await abort_invalid(context, "tasks", "must contain at least one task")
+        try:
+            # Refuse bad input before it costs a log entry; the state machine checks
+            # again (deterministically) when it applies.
+            validate_submit_tasks(request.tasks)
+        except StateError as exc:
+            await abort_for(context, exc)
         cmd = state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=request.tasks))
         result = await self._write(context, cmd, request.request_id)
         return api.SubmitTasksResponse(
@@ -77,6 +87,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             return await self.rt.forwarder.forward(
                 SERVICE, "SubmitWorkflow", request, api.SubmitWorkflowResponse.FromString, context
             )
+        try:
+            validate_workflow_spec(request.workflow)
+        except StateError as exc:
+            await abort_for(context, exc)
         cmd = state_pb2.Command(submit_workflow=state_pb2.SubmitWorkflow(workflow=request.workflow))
         result = await self._write(context, cmd, request.request_id)
         return api.SubmitWorkflowResponse(

@@ -26,6 +26,7 @@ from agentflow.raft.readindex import ReadIndexQueue
 from agentflow.raft.types import (
     NONE,
     ConfChange,
+    ConfChangeBusyError,
     ConfChangeError,
     ConfChangeType,
     ConfState,
@@ -292,7 +293,7 @@ class RaftCore:
         if self.transferee != NONE:
             raise ProposalDroppedError(f"leadership is moving to {self.transferee}")
         if self.pending_conf_index > self.log.applied:
-            raise ConfChangeError(
+            raise ConfChangeBusyError(
                 "a membership change is still in progress "
                 f"(index {self.pending_conf_index}, applied {self.log.applied})"
             )

@@ -29,6 +29,7 @@ from agentflow.raft.types import (
     NONE,
     CommitUnknownError,
     ConfChange,
+    ConfChangeBusyError,
     ConfChangeError,
     ConfChangeType,
     Entry,
@@ -234,10 +235,24 @@ class RaftNode:
         self, node_id: NodeId, address: str, catch_up_timeout: float = 30.0
     ) -> None:
         """Add a voter safely: as a learner first, promoted once its log has caught
-        up with the leader's commit index (so it cannot stall commits)."""
-        await self._conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node_id, address))
+        up with the leader's commit index (so it cannot stall commits).
+
+        Resumable: a retry after a failure part-way (the member is already a
+        learner) goes on from where it stopped, and waits out another member's
+        change instead of failing on it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + catch_up_timeout
+        core = self._require_core()
+        if node_id in core.conf.members():
+            known = core.conf.address_map().get(node_id, "")
+            if known != address:
+                raise ConfChangeError(f"node_id: {node_id!r} is already a member at {known}")
+            if node_id in core.conf.voters:
+                return
+        else:
+            await self._conf_change_when_idle(
+                ConfChange(ConfChangeType.ADD_LEARNER, node_id, address), deadline
+            )
         while True:
             core = self._require_core()
             pr = core.progress.get(node_id)
@@ -251,7 +266,18 @@ class RaftNode:
                     "it stays a learner"
                 )
             await asyncio.sleep(self.config.tick_interval)
-        await self._conf_change(ConfChange(ConfChangeType.PROMOTE, node_id))
+        await self._conf_change_when_idle(ConfChange(ConfChangeType.PROMOTE, node_id), deadline)
+
+    async def _conf_change_when_idle(self, cc: ConfChange, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._conf_change(cc)
+                return
+            except ConfChangeBusyError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(self.config.tick_interval)
 
     async def remove_member(self, node_id: NodeId) -> None:
         await self._conf_change(ConfChange(ConfChangeType.REMOVE, node_id))

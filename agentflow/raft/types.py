@@ -189,3 +189,7 @@ class CommitUnknownError(RaftError):
 
 class ConfChangeError(RaftError):
     """A membership change was refused; the message says which rule it broke."""
+
+
+class ConfChangeBusyError(ConfChangeError):
+    """Another membership change is still being applied; retry once it is."""
