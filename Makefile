@@ -37,6 +37,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/raft_bench.py
+	$(PY) bench/submit_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

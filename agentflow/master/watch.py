@@ -25,6 +25,15 @@ def _wanted(state: SchedulerState, request: api.WatchTasksRequest) -> set[str] |
     return None
 
 
+def _without_progress(task: state_pb2.Task) -> bytes:
+    copy = state_pb2.Task()
+    copy.CopyFrom(task)
+    copy.ClearField("progress")
+    copy.ClearField("progress_message")
+    copy.ClearField("updated_index")
+    return copy.SerializeToString(deterministic=True)
+
+
 async def watch_tasks(
     state: SchedulerState, request: api.WatchTasksRequest
 ) -> AsyncIterator[api.TaskEvent]:
@@ -39,16 +48,16 @@ async def watch_tasks(
         if pending:
             wake.set()
 
-    # (state, attempt) last sent per task: without include_progress, a change that
-    # only moves the progress bar is not sent.
-    sent: dict[str, tuple[int, int]] = {}
+    # What was last sent per task, progress aside: without include_progress, a
+    # change that only moves the progress bar is not sent; any other change is.
+    sent: dict[str, bytes] = {}
     unsubscribe = state.add_listener(on_change)
     try:
         ids = list(wanted) if wanted is not None else list(state.tasks)
         for task_id in ids:
             task = state.task(task_id)
             if task is not None:
-                sent[task_id] = (task.state, task.attempt)
+                sent[task_id] = _without_progress(task)
                 yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
         while True:
             await wake.wait()
@@ -59,7 +68,7 @@ async def watch_tasks(
                 task = state.task(task_id)
                 if task is None:
                     continue
-                key = (task.state, task.attempt)
+                key = _without_progress(task)
                 if not request.include_progress and sent.get(task_id) == key:
                     continue
                 sent[task_id] = key

@@ -1,0 +1,1 @@
+"""The `agentflow` command: a thin layer over the SDK (`agentflow.client`)."""

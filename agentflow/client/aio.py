@@ -1,0 +1,417 @@
+"""`AsyncClient`: the asyncio SDK (grpc.aio). One channel per master, opened lazily
+inside the running loop; use it from that one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from os import PathLike
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import grpc
+
+from agentflow._proto import scheduler_pb2 as api
+from agentflow._proto import scheduler_pb2_grpc as api_grpc
+from agentflow.client import convert, requests
+from agentflow.client.base import ClientBase, Deadline, Settle, as_workflow, remaining
+from agentflow.client.channels import TlsConfig
+from agentflow.client.errors import (
+    AgentFlowError,
+    NotFoundError,
+    RpcStatus,
+    rpc_status,
+)
+from agentflow.client.models import (
+    ClusterStatus,
+    PriorityLike,
+    SubmittedWorkflow,
+    Task,
+    TaskEvent,
+    TaskPage,
+    TaskSpec,
+    TaskState,
+    WorkerStatus,
+    Workflow,
+    WorkflowStatus,
+)
+from agentflow.client.retry import RetryPolicy
+from agentflow.client.tracking import EventFilter, WorkflowTracker
+
+if TYPE_CHECKING:
+    from agentflow._proto.scheduler_pb2_grpc import (
+        ClusterServiceAsyncStub,
+        SchedulerServiceAsyncStub,
+    )
+
+__all__ = ["AsyncClient"]
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stubs:
+    channel: grpc.aio.Channel
+    scheduler: SchedulerServiceAsyncStub
+    cluster: ClusterServiceAsyncStub
+
+
+class AsyncClient(ClientBase):
+    """asyncio client for an AgentFlow cluster; the same API as `Client`, awaited.
+
+    `masters`: "host:port", "http://host:port", a comma-separated string or a list;
+    default $MASTER_URL, else 127.0.0.1:6767. Any master will do: the client follows
+    the leader itself and retries within `retry.deadline` (writes keep one request id
+    across retries, so they are applied once). Use as an async context manager or `await close()`.
+    """
+
+    def __init__(
+        self,
+        masters: str | Sequence[str] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        tls: TlsConfig | None = None,
+        token: str | None = None,
+    ) -> None:
+        super().__init__(masters, retry=retry, tls=tls, token=token)
+        self._stubs: dict[str, _Stubs] = {}
+
+    # ----- lifecycle -----
+
+    async def close(self) -> None:
+        self._closed = True
+        stubs, self._stubs = self._stubs, {}
+        await asyncio.gather(*(s.channel.close() for s in stubs.values()))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ----- plumbing -----
+
+    def _stub(self, address: str) -> _Stubs:
+        if self._closed:
+            raise AgentFlowError("the client is closed")
+        stubs = self._stubs.get(address)
+        if stubs is None:
+            channel = self._factory.aio_channel(address)
+            stubs = _Stubs(
+                channel,
+                api_grpc.SchedulerServiceStub(channel),
+                api_grpc.ClusterServiceStub(channel),
+            )
+            self._stubs[address] = stubs
+        return stubs
+
+    async def _unary(
+        self,
+        operation: str,
+        method: Callable[[_Stubs], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]],
+        request: _Req,
+        *,
+        write: bool = False,
+    ) -> _Resp:
+        attempts = self._attempts(operation, write=write)
+        while True:
+            address = self._router.current
+            try:
+                response = await method(self._stub(address))(
+                    request, timeout=attempts.timeout(), metadata=self._factory.metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                await asyncio.sleep(attempts.failed(address, rpc_status(exc)))
+                continue
+            self._router.succeeded(address)
+            return response
+
+    async def _events(
+        self, request: api.WatchTasksRequest, *, limit: Deadline | None, what: str
+    ) -> AsyncGenerator[TaskEvent, None]:
+        """Watch events across reconnects, each change once; ends only by raising."""
+        delivered = EventFilter()
+        attempts = self._attempts(what)
+        while True:
+            address = self._router.current
+            call = self._stub(address).scheduler.WatchTasks(
+                request, timeout=remaining(limit), metadata=self._factory.metadata
+            )
+            received = False
+            try:
+                async for message in call:
+                    received = True
+                    event = convert.event_from_proto(message)
+                    if delivered.fresh(event):
+                        yield event
+                status = RpcStatus(grpc.StatusCode.UNAVAILABLE, "the watch stream ended")
+            except grpc.aio.AioRpcError as exc:
+                status = rpc_status(exc)
+            finally:
+                call.cancel()
+            if limit is not None and limit.expired():
+                raise limit.error(what)
+            if received:
+                self._router.succeeded(address)
+                attempts = self._attempts(what)
+            delay = attempts.failed(address, status)
+            left = remaining(limit)
+            await asyncio.sleep(delay if left is None else min(delay, left))
+
+    # ----- writes -----
+
+    async def submit(
+        self,
+        command: str,
+        *,
+        name: str = "",
+        group: str = "",
+        priority: PriorityLike | None = None,
+        cpu: float = 0.0,
+        memory_mb: int = 0,
+        gpus: int = 0,
+        labels: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "",
+        args: Any = None,
+        max_retries: int = 0,
+        retry_backoff: float | None = None,
+        timeout: float | None = None,
+        dependencies: Iterable[str] = (),
+        id: str = "",
+        request_id: str | None = None,
+    ) -> str:
+        """Submit one task; returns its id. See `TaskSpec` for the fields."""
+        spec = requests.task_spec(
+            command, name=name, group=group, priority=priority, cpu=cpu,
+            memory_mb=memory_mb, gpus=gpus, labels=labels, env=env, cwd=cwd, args=args,
+            max_retries=max_retries, retry_backoff=retry_backoff, timeout=timeout,
+            dependencies=dependencies, id=id,
+        )  # fmt: skip
+        return (await self.submit_many([spec], request_id=request_id))[0]
+
+    async def submit_many(
+        self, specs: Iterable[TaskSpec], *, request_id: str | None = None
+    ) -> builtins.list[str]:
+        """Submit tasks in one atomic call; returns their ids in order."""
+        request = requests.submit_tasks(specs, request_id)
+        response = await self._unary(
+            "submit", lambda s: s.scheduler.SubmitTasks, request, write=True
+        )
+        return builtins.list(response.task_ids)
+
+    async def submit_workflow(
+        self, workflow: Workflow | str | PathLike[str], *, request_id: str | None = None
+    ) -> SubmittedWorkflow:
+        """Submit a `Workflow`, or the workflow YAML file at a path."""
+        request, checked = requests.submit_workflow(as_workflow(workflow), request_id)
+        response = await self._unary(
+            "submit workflow", lambda s: s.scheduler.SubmitWorkflow, request, write=True
+        )
+        return convert.submitted_workflow_from_proto(response, checked)
+
+    async def cancel(
+        self,
+        *task_ids: str,
+        workflow_id: str = "",
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> builtins.list[str]:
+        """Cancel tasks and/or every unfinished task of a workflow; returns those cancelled."""
+        request = requests.cancel(task_ids, workflow_id, reason, request_id)
+        response = await self._unary("cancel", lambda s: s.scheduler.Cancel, request, write=True)
+        return builtins.list(response.cancelled)
+
+    async def reprioritize(
+        self, task_id: str, priority: PriorityLike, *, request_id: str | None = None
+    ) -> None:
+        """Move a task that is not running yet to another priority level."""
+        request = requests.reprioritize(task_id, priority, request_id)
+        await self._unary("reprioritize", lambda s: s.scheduler.Reprioritize, request, write=True)
+
+    # ----- reads -----
+
+    async def get(self, task_id: str) -> Task:
+        request = requests.get_task(task_id)
+        return convert.task_from_proto(
+            await self._unary("get", lambda s: s.scheduler.GetTask, request)
+        )
+
+    async def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> WorkflowStatus:
+        request = requests.get_workflow(workflow_id, include_tasks)
+        response = await self._unary("get workflow", lambda s: s.scheduler.GetWorkflow, request)
+        return convert.workflow_status_from_proto(response)
+
+    async def list_page(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        group: str = "",
+        workflow_id: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of matching tasks (see `list` for all of them)."""
+        request = requests.list_tasks(states, group, workflow_id, page_size, page_token)
+        response = await self._unary("list", lambda s: s.scheduler.ListTasks, request)
+        return convert.page_from_proto(response)
+
+    def list(
+        self,
+        *,
+        states: Iterable[TaskState | str] = (),
+        group: str = "",
+        workflow_id: str = "",
+        page_size: int = 100,
+    ) -> AsyncIterator[Task]:
+        """Every matching task, fetching pages as the iteration goes."""
+        first = requests.list_tasks(states, group, workflow_id, page_size)
+
+        async def pages() -> AsyncIterator[Task]:
+            request = first
+            while True:
+                response = await self._unary("list", lambda s: s.scheduler.ListTasks, request)
+                for message in response.tasks:
+                    yield convert.task_from_proto(message)
+                if not response.next_page_token:
+                    return
+                request = api.ListTasksRequest()
+                request.CopyFrom(first)
+                request.page_token = response.next_page_token
+
+        return pages()
+
+    async def explain(self, task_id: str) -> builtins.list[str]:
+        """Why a task is where it is (mostly: why it is not running), in words."""
+        request = requests.explain(task_id)
+        response = await self._unary("explain", lambda s: s.scheduler.Explain, request)
+        return builtins.list(response.reasons)
+
+    async def workers(self, group: str = "") -> builtins.list[WorkerStatus]:
+        request = requests.list_workers(group)
+        response = await self._unary("workers", lambda s: s.scheduler.ListWorkers, request)
+        return convert.workers_from_proto(response.workers)
+
+    async def cluster_status(self) -> ClusterStatus:
+        request = requests.cluster_status()
+        response = await self._unary("cluster status", lambda s: s.cluster.Status, request)
+        return convert.cluster_status_from_proto(response)
+
+    # ----- watching and waiting -----
+
+    def watch(
+        self,
+        task_ids: Iterable[str] | str = (),
+        *,
+        workflow_id: str = "",
+        include_progress: bool = False,
+    ) -> AsyncGenerator[TaskEvent, None]:
+        """The matching tasks as they are now (`initial=True`), then every change.
+
+        No ids and no workflow = all tasks. Reconnects by itself (a change is delivered
+        once); raises UnavailableError when no master serves it within the deadline.
+        Stop with `aclose()` (or `contextlib.aclosing` around the loop).
+        """
+        request = requests.watch_tasks(task_ids, workflow_id, include_progress)
+        return self._events(request, limit=None, what="watch")
+
+    async def wait(
+        self,
+        id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
+    ) -> Task | WorkflowStatus:
+        """Wait for a task or a workflow (whichever `id` names) to finish."""
+        limit = Deadline.after(timeout)
+        try:
+            task = await self.get(id)
+        except NotFoundError:
+            try:
+                workflow = await self.get_workflow(id, include_tasks=True)
+            except NotFoundError:
+                raise NotFoundError(f"no task or workflow {id!r}") from None
+            return await self._wait_workflow(workflow, limit, on_event)
+        return await self._wait_task(task, limit, on_event)
+
+    async def wait_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
+    ) -> Task:
+        """The task once final (succeeded, failed, cancelled or skipped).
+
+        DeadlineExceededError after `timeout` seconds; the task keeps going.
+        """
+        limit = Deadline.after(timeout)
+        return await self._wait_task(await self.get(task_id), limit, on_event)
+
+    async def wait_workflow(
+        self,
+        workflow_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
+    ) -> WorkflowStatus:
+        """The workflow (with its tasks) once final."""
+        limit = Deadline.after(timeout)
+        return await self._wait_workflow(await self.get_workflow(workflow_id), limit, on_event)
+
+    async def _wait_task(
+        self, task: Task, limit: Deadline | None, on_event: Callable[[TaskEvent], None] | None
+    ) -> Task:
+        if task.is_finished:
+            return task
+        request = requests.watch_tasks([task.id], "", include_progress=True)
+        what = f"wait for task {task.id}"
+        async with aclosing(self._events(request, limit=limit, what=what)) as events:
+            async for event in events:
+                if on_event is not None:
+                    on_event(event)
+                if event.task.id == task.id and event.task.is_finished:
+                    return event.task
+        raise AgentFlowError(f"{what}: the watch ended")  # _events only ends by raising
+
+    async def _wait_workflow(
+        self,
+        status: WorkflowStatus,
+        limit: Deadline | None,
+        on_event: Callable[[TaskEvent], None] | None,
+    ) -> WorkflowStatus:
+        if status.is_finished:
+            return status
+        tracker = WorkflowTracker(status)
+        what = f"wait for workflow {status.id}"
+        if not tracker.done:
+            request = requests.watch_tasks((), status.id, include_progress=True)
+            async with aclosing(self._events(request, limit=limit, what=what)) as events:
+                async for event in events:
+                    if on_event is not None:
+                        on_event(event)
+                    tracker.update(event.task)
+                    if tracker.done:
+                        break
+        return await self._settled_workflow(status.id, limit, what)
+
+    async def _settled_workflow(
+        self, workflow_id: str, limit: Deadline | None, what: str
+    ) -> WorkflowStatus:
+        """Every task is final; read the workflow until its own state is too."""
+        settle = Settle(self._policy, limit, what)
+        while True:
+            status = await self.get_workflow(workflow_id)
+            delay = settle.next_delay(status)
+            if delay is None:
+                return status
+            await asyncio.sleep(delay)

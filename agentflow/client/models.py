@@ -1,0 +1,317 @@
+"""The SDK's types: what a user builds (`TaskSpec`, `Workflow`) and what the cluster
+returns (`Task`, `WorkflowStatus`, ...). Immutable dataclasses with enums; times are
+timezone-aware UTC datetimes (None when not reached), durations are seconds.
+
+Protobuf conversion lives in `convert`, input checks in `validation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from os import PathLike
+from typing import Any, Self
+
+from agentflow.common.priority import Priority
+
+__all__ = [
+    "ClusterStatus",
+    "Member",
+    "OnFailure",
+    "Priority",
+    "PriorityLike",
+    "SubmittedWorkflow",
+    "Task",
+    "TaskEvent",
+    "TaskPage",
+    "TaskResult",
+    "TaskSpec",
+    "TaskState",
+    "WorkerState",
+    "WorkerStatus",
+    "Workflow",
+    "WorkflowState",
+    "WorkflowStatus",
+]
+
+PriorityLike = Priority | int | str
+"""`Priority.HIGH`, `1` or `"high"`: anything `Priority.parse` accepts."""
+
+
+class _ParsableEnum(StrEnum):
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """By value or name in any case; a proto name ("TASK_STATE_RUNNING") works too."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for member in cls:
+            if text in (member.value, f"{cls._proto_prefix()}{member.value}"):
+                return member
+        allowed = ", ".join(m.value for m in cls if m.value != "unknown")
+        raise ValueError(f"unknown value {value!r} (expected {allowed})")
+
+    @classmethod
+    def _proto_prefix(cls) -> str:
+        return ""
+
+
+class TaskState(_ParsableEnum):
+    """Where a task is in its life; the last four are final."""
+
+    UNKNOWN = "unknown"  # unset or newer than this SDK
+    PENDING = "pending"  # waiting on dependencies or a retry time
+    READY = "ready"  # queued for placement
+    ASSIGNED = "assigned"  # committed to a worker, not yet started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # a dependency failed
+
+    @property
+    def is_finished(self) -> bool:
+        return self in _FINISHED
+
+    @classmethod
+    def _proto_prefix(cls) -> str:
+        return "task_state_"
+
+
+_FINISHED = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.SKIPPED}
+)
+
+
+class WorkflowState(_ParsableEnum):
+    UNKNOWN = "unknown"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every task succeeded
+    FAILED = "failed"  # all final, at least one failed or skipped
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self not in (WorkflowState.UNKNOWN, WorkflowState.RUNNING)
+
+    @classmethod
+    def _proto_prefix(cls) -> str:
+        return "workflow_state_"
+
+
+class WorkerState(_ParsableEnum):
+    UNKNOWN = "unknown"
+    ONLINE = "online"
+    DRAINING = "draining"  # keeps its running tasks, gets no new ones
+    LOST = "lost"  # declared lost; its tasks were requeued
+    OFFLINE = "offline"  # left cleanly
+
+    @classmethod
+    def _proto_prefix(cls) -> str:
+        return "worker_state_"
+
+
+class OnFailure(_ParsableEnum):
+    """What a workflow does with the dependents of a failed task."""
+
+    SKIP = "skip"  # they become SKIPPED
+    CONTINUE = "continue"  # they run as if it had succeeded
+
+    @classmethod
+    def _proto_prefix(cls) -> str:
+        return "on_failure_"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task to submit. `command` is `shell:<command line>` or `python:<module>:<function>`.
+
+    Empty/None fields take the cluster's defaults (group "default", priority NORMAL,
+    retry backoff 1 s, no timeout). `args` is any JSON value, passed to a python task.
+    `dependencies` name existing tasks, earlier tasks of the same batch, or (inside a
+    workflow) the workflow's own task ids.
+    """
+
+    command: str
+    _: KW_ONLY
+    id: str = ""
+    name: str = ""
+    group: str = ""
+    priority: Priority | None = None
+    cpu: float = 0.0
+    memory_mb: int = 0
+    gpus: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    args: Any = None
+    max_retries: int = 0
+    retry_backoff: float | None = None  # seconds, base of the exponential backoff
+    timeout: float | None = None  # seconds per attempt
+    dependencies: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A DAG of tasks submitted together; dependencies use the tasks' own `id`s."""
+
+    tasks: Sequence[TaskSpec]
+    _: KW_ONLY
+    id: str = ""
+    name: str = ""
+    on_failure: OnFailure = OnFailure.SKIP
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> Workflow:
+        """Load a workflow YAML file (see `agentflow.client.workflow_file`)."""
+        from agentflow.client.workflow_file import load_workflow
+
+        return load_workflow(path)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    exit_code: int
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    value: Any = None  # a python task's return value
+    error: str = ""  # why it failed, in words
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as the cluster holds it. `priority` is the effective one."""
+
+    id: str
+    spec: TaskSpec
+    state: TaskState
+    priority: Priority
+    workflow_id: str = ""
+    attempt: int = 0
+    worker_id: str = ""
+    gpu_indices: tuple[int, ...] = ()
+    dependencies: tuple[str, ...] = ()  # global task ids
+    created: datetime | None = None
+    ready: datetime | None = None
+    assigned: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    not_before: datetime | None = None  # retry backoff: not placed before this
+    progress: float = 0.0  # 0..1
+    progress_message: str = ""
+    result: TaskResult | None = None
+    errors: tuple[str, ...] = ()  # one line per failed attempt
+    updated_index: int = 0  # raft index of the last change
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def group(self) -> str:
+        return self.spec.group or "default"
+
+    @property
+    def command(self) -> str:
+        return self.spec.command
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state.is_finished
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is TaskState.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    task: Task
+    index: int  # raft index of the change
+    initial: bool  # part of the first picture of a watch, not a change
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: tuple[Task, ...]
+    next_page_token: str  # empty = no more
+    total: int  # matching tasks over all pages
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedWorkflow:
+    workflow_id: str
+    task_ids: tuple[str, ...]  # global ids, in the order of the spec's tasks
+    local_ids: Mapping[str, str]  # the spec's task id -> global id (for tasks with an id)
+    index: int  # raft index of the commit
+    duplicate: bool  # the request id was seen before: this is the first result
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    """A workflow with its tasks and the DAG queries computed by the master."""
+
+    id: str
+    name: str
+    on_failure: OnFailure
+    state: WorkflowState
+    task_ids: tuple[str, ...]
+    created: datetime | None = None
+    finished: datetime | None = None
+    updated_index: int = 0
+    tasks: tuple[Task, ...] = ()  # empty unless asked for
+    execution_order: tuple[str, ...] = ()
+    critical_path: tuple[str, ...] = ()
+    state_counts: Mapping[TaskState, int] = field(default_factory=dict)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state.is_finished
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is WorkflowState.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    id: str
+    state: WorkerState
+    groups: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cpu_cores: float = 0.0
+    memory_mb: int = 0
+    gpu_count: int = 0
+    capacity: int = 0  # max concurrent tasks
+    hostname: str = ""
+    address: str = ""
+    registered: datetime | None = None
+    state_changed: datetime | None = None
+    connected: bool = False  # has a live session with the leader
+    last_heartbeat: datetime | None = None
+    running: int = 0
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    address: str
+    voter: bool
+    match_index: int = 0  # leader's view; 0 elsewhere
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    node_id: str  # the master that answered
+    role: str
+    leader_id: str
+    leader_address: str
+    term: int
+    commit_index: int
+    applied_index: int
+    members: tuple[Member, ...] = ()
+    task_counts: Mapping[TaskState, int] = field(default_factory=dict)

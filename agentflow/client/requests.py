@@ -1,0 +1,146 @@
+"""Request messages built from SDK arguments (checked here), shared by both clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from agentflow._proto import scheduler_pb2 as api
+from agentflow.client import convert
+from agentflow.client.errors import InvalidArgumentError
+from agentflow.client.models import PriorityLike, TaskSpec, TaskState, Workflow
+from agentflow.client.validation import check_batch, check_id, check_workflow, parse_priority
+
+MAX_PAGE_SIZE = 1000
+
+
+def new_request_id() -> str:
+    """One id per logical write, kept across its retries."""
+    return uuid.uuid4().hex
+
+
+def _request_id(request_id: str | None) -> str:
+    if request_id is None:
+        return new_request_id()
+    return check_id(request_id, "request_id")
+
+
+def task_spec(command: str, **fields: Any) -> TaskSpec:
+    """The TaskSpec for `submit(command, **fields)`; None values mean "default".
+
+    Only copies and shapes collections; `validation` checks the values on submit.
+    """
+    kwargs = {k: v for k, v in fields.items() if v is not None}
+    for name in ("labels", "env"):
+        if name in kwargs:
+            kwargs[name] = dict(kwargs[name])
+    if "dependencies" in kwargs:
+        deps = kwargs["dependencies"]
+        kwargs["dependencies"] = (deps,) if isinstance(deps, str) else tuple(deps)
+    return TaskSpec(command, **kwargs)
+
+
+def submit_tasks(specs: Iterable[TaskSpec], request_id: str | None) -> api.SubmitTasksRequest:
+    checked = check_batch(specs)
+    return api.SubmitTasksRequest(
+        request_id=_request_id(request_id), tasks=[convert.spec_to_proto(s) for s in checked]
+    )
+
+
+def submit_workflow(
+    workflow: Workflow, request_id: str | None
+) -> tuple[api.SubmitWorkflowRequest, Workflow]:
+    checked = check_workflow(workflow)
+    request = api.SubmitWorkflowRequest(
+        request_id=_request_id(request_id), workflow=convert.workflow_to_proto(checked)
+    )
+    return request, checked
+
+
+def get_task(task_id: str) -> api.GetTaskRequest:
+    return api.GetTaskRequest(task_id=check_id(task_id, "task_id"))
+
+
+def get_workflow(workflow_id: str, include_tasks: bool) -> api.GetWorkflowRequest:
+    return api.GetWorkflowRequest(
+        workflow_id=check_id(workflow_id, "workflow_id"), include_tasks=include_tasks
+    )
+
+
+def list_tasks(
+    states: Iterable[TaskState | str],
+    group: str,
+    workflow_id: str,
+    page_size: int,
+    page_token: str = "",
+) -> api.ListTasksRequest:
+    if isinstance(states, str):
+        states = [states]
+    parsed = []
+    for i, state in enumerate(states):
+        try:
+            parsed.append(convert.task_state_to_proto(TaskState.parse(state)))
+        except ValueError as exc:
+            raise InvalidArgumentError(f"states[{i}]", str(exc)) from None
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        raise InvalidArgumentError("page_size", f"must be a whole number, got {page_size!r}")
+    if not 0 < page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgumentError("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+    return api.ListTasksRequest(
+        states=parsed,
+        group=group,
+        workflow_id=workflow_id,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+def watch_tasks(
+    task_ids: Iterable[str] | str, workflow_id: str, include_progress: bool
+) -> api.WatchTasksRequest:
+    ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+    for i, task_id in enumerate(ids):
+        check_id(task_id, f"task_ids[{i}]")
+    return api.WatchTasksRequest(
+        task_ids=ids, workflow_id=workflow_id, include_progress=include_progress
+    )
+
+
+def cancel(
+    task_ids: Iterable[str], workflow_id: str, reason: str, request_id: str | None
+) -> api.CancelRequest:
+    ids = list(task_ids)
+    for i, task_id in enumerate(ids):
+        check_id(task_id, f"task_ids[{i}]")
+    if not ids and not workflow_id:
+        raise InvalidArgumentError("task_ids", "give task ids or a workflow id")
+    return api.CancelRequest(
+        request_id=_request_id(request_id),
+        task_ids=ids,
+        workflow_id=workflow_id,
+        reason=reason,
+    )
+
+
+def reprioritize(
+    task_id: str, priority: PriorityLike, request_id: str | None
+) -> api.ReprioritizeRequest:
+    level = parse_priority(priority)
+    return api.ReprioritizeRequest(
+        request_id=_request_id(request_id),
+        task_id=check_id(task_id, "task_id"),
+        priority=convert.priority_to_proto(level),
+    )
+
+
+def explain(task_id: str) -> api.ExplainRequest:
+    return api.ExplainRequest(task_id=check_id(task_id, "task_id"))
+
+
+def list_workers(group: str) -> api.ListWorkersRequest:
+    return api.ListWorkersRequest(group=group)
+
+
+def cluster_status() -> api.ClusterStatusRequest:
+    return api.ClusterStatusRequest()

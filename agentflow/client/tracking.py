@@ -1,0 +1,55 @@
+"""Bookkeeping for watch and wait, shared by both clients (no I/O)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from agentflow.client.models import Task, TaskEvent, TaskState, WorkflowStatus
+
+__all__ = ["EventFilter", "WorkflowTracker"]
+
+
+class EventFilter:
+    """Drops events already delivered: after a watch reconnects, the new stream starts
+    with a fresh picture of every matching task, most of which the caller has seen.
+    Remembers the last raft index delivered per task id."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def fresh(self, event: TaskEvent) -> bool:
+        task = event.task
+        index = task.updated_index or event.index
+        if index and self._seen.get(task.id, -1) >= index:
+            return False
+        self._seen[task.id] = index
+        return True
+
+
+class WorkflowTracker:
+    """The state of every task of one workflow, fed by watch events."""
+
+    def __init__(self, status: WorkflowStatus) -> None:
+        self.workflow_id = status.id
+        self._states: dict[str, TaskState] = dict.fromkeys(status.task_ids, TaskState.UNKNOWN)
+        for task in status.tasks:
+            self.update(task)
+
+    def update(self, task: Task) -> None:
+        if task.id in self._states or task.workflow_id == self.workflow_id:
+            self._states[task.id] = task.state
+
+    @property
+    def total(self) -> int:
+        return len(self._states)
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for state in self._states.values() if state.is_finished)
+
+    @property
+    def done(self) -> bool:
+        return self.finished == self.total
+
+    def counts(self) -> Counter[TaskState]:
+        return Counter(self._states.values())

@@ -1,0 +1,215 @@
+"""Checks of user input before it goes on the wire, with errors that name the field.
+
+Two layers: the Python values themselves (types, priority names, JSON-serializable
+args: what a protobuf cannot even hold), then the cluster's own rules from
+`agentflow.state.validate` run on the wire form (ids, commands, groups, limits,
+workflow graph and cycles), so the SDK rejects exactly what the server would, without
+a round trip, and the file loader can point at a line. Each function returns a
+normalized copy (priority parsed, collections copied) or raises `InvalidArgumentError`
+whose `field` is a path like "tasks[2].priority".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from agentflow.client import convert
+from agentflow.client.errors import InvalidArgumentError, sdk_field
+from agentflow.client.models import OnFailure, Priority, PriorityLike, TaskSpec, Workflow
+from agentflow.state.errors import StateError
+from agentflow.state.validate import validate_submit_tasks, validate_workflow_spec
+
+__all__ = [
+    "check_batch",
+    "check_id",
+    "check_spec",
+    "check_workflow",
+    "parse_priority",
+    "suggest",
+]
+
+_LEVELS = ", ".join(p.name.lower() for p in Priority)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for a close match, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_priority(value: PriorityLike, field: str = "priority") -> Priority:
+    """ "high", 1, "1" or Priority.HIGH; InvalidArgumentError naming `field` otherwise."""
+    try:
+        return Priority.parse(value)
+    except ValueError:
+        raise InvalidArgumentError(field, f"unknown level {value!r} (expected {_LEVELS})") from None
+
+
+def check_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(field, "must be a non-empty string")
+    return value
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, f"must be a string, got {_kind(value)}")
+    return value
+
+
+def _count(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(field, f"must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _amount(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(field, f"must be a number >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(field, f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _seconds(value: object, field: str) -> float | None:
+    return None if value is None else _amount(value, field)
+
+
+def _string_map(value: object, field: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(field, f"must be a mapping of strings, got {_kind(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(field, f"keys must be non-empty strings, got {key!r}")
+        if not isinstance(item, str):
+            raise InvalidArgumentError(f"{field}.{key}", f"must be a string, got {_kind(item)}")
+        out[key] = item
+    return out
+
+
+def _args(value: object, field: str) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple | dict):
+        raise InvalidArgumentError(field, f"must be a JSON array or object, got {_kind(value)}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(field, f"not JSON-serializable: {exc}") from None
+    return value
+
+
+def _dependencies(value: object, field: str) -> tuple[str, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidArgumentError(field, f"must be a list of task ids, got {_kind(value)}")
+    deps = tuple(value)
+    for i, dep in enumerate(deps):
+        check_id(dep, f"{field}[{i}]")
+    return deps
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    for cls, name in names.items():
+        if type(value) is cls:
+            return f"{name} ({value!r})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def check_spec(spec: TaskSpec, path: str = "") -> TaskSpec:
+    """A normalized copy of `spec`, or InvalidArgumentError naming `path.field`."""
+    if not isinstance(spec, TaskSpec):
+        raise InvalidArgumentError(path, f"expected a TaskSpec, got {type(spec).__name__}")
+    f = _join
+    if spec.id:
+        check_id(spec.id, f(path, "id"))
+    return replace(
+        spec,
+        command=_text(spec.command, f(path, "command")),
+        id=_text(spec.id, f(path, "id")),
+        name=_text(spec.name, f(path, "name")),
+        group=_text(spec.group, f(path, "group")),
+        priority=None
+        if spec.priority is None
+        else parse_priority(spec.priority, f(path, "priority")),
+        cpu=_amount(spec.cpu, f(path, "cpu")),
+        memory_mb=_count(spec.memory_mb, f(path, "memory_mb")),
+        gpus=_count(spec.gpus, f(path, "gpus")),
+        labels=_string_map(spec.labels, f(path, "labels")),
+        env=_string_map(spec.env, f(path, "env")),
+        cwd=_text(spec.cwd, f(path, "cwd")),
+        args=_args(spec.args, f(path, "args")),
+        max_retries=_count(spec.max_retries, f(path, "max_retries")),
+        retry_backoff=_seconds(spec.retry_backoff, f(path, "retry_backoff")),
+        timeout=_seconds(spec.timeout, f(path, "timeout")),
+        dependencies=_dependencies(spec.dependencies, f(path, "dependencies")),
+    )
+
+
+def check_batch(specs: Sequence[TaskSpec] | Iterable[TaskSpec]) -> list[TaskSpec]:
+    """Specs for one SubmitTasks call; fields are named "tasks[i].<field>"."""
+    if isinstance(specs, TaskSpec):
+        specs = [specs]
+    checked = [check_spec(spec, f"tasks[{i}]") for i, spec in enumerate(specs)]
+    with _server_rules():
+        validate_submit_tasks([convert.spec_to_proto(s) for s in checked], "tasks")
+    return checked
+
+
+def check_workflow(workflow: Workflow) -> Workflow:
+    """A normalized copy; also checks ids, dependencies and cycles inside the workflow."""
+    if not isinstance(workflow, Workflow):
+        raise InvalidArgumentError("", f"expected a Workflow, got {type(workflow).__name__}")
+    try:
+        on_failure = OnFailure.parse(workflow.on_failure)
+    except ValueError as exc:
+        raise InvalidArgumentError("on_failure", str(exc)) from None
+    if isinstance(workflow.tasks, TaskSpec | str) or not isinstance(workflow.tasks, Iterable):
+        raise InvalidArgumentError("tasks", "must be a list of tasks")
+    checked = replace(
+        workflow,
+        tasks=tuple(check_spec(spec, f"tasks[{i}]") for i, spec in enumerate(workflow.tasks)),
+        id=_text(workflow.id, "id"),
+        name=_text(workflow.name, "name"),
+        on_failure=on_failure,
+    )
+    with _server_rules(checked.tasks):
+        validate_workflow_spec(convert.workflow_to_proto(checked), "workflow")
+    return checked
+
+
+_DEPENDENCY = re.compile(r"^tasks\[(\d+)\]\.dependencies\[(\d+)\]$")
+
+
+@contextmanager
+def _server_rules(tasks: Sequence[TaskSpec] = ()) -> Iterator[None]:
+    """Run the cluster's own validation (`agentflow.state.validate`) on the wire form,
+    so the SDK rejects exactly what the server would, naming the SDK's fields."""
+    try:
+        yield
+    except StateError as exc:
+        field = sdk_field(exc.field)
+        message = exc.message
+        dep = _DEPENDENCY.match(field)
+        if dep and message.startswith("unknown dependency") and int(dep[1]) < len(tasks):
+            name = tasks[int(dep[1])].dependencies[int(dep[2])]
+            message += suggest(name, (t.id for t in tasks))
+        raise InvalidArgumentError(field, message) from None
