@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc, state_pb2
+from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_for, abort_invalid
 from agentflow.raft.types import RaftError
@@ -41,11 +42,8 @@ class ClusterApi(scheduler_pb2_grpc.ClusterServiceServicer):
                 response.task_counts[state_pb2.TaskState.Name(state)] = count
         return response
 
+    @leader_only(SERVICE, api.AddMemberResponse)
     async def AddMember(self, request: api.AddMemberRequest, context: Ctx) -> api.AddMemberResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "AddMember", request, api.AddMemberResponse.FromString, context
-            )
         if not request.node_id:
             await abort_invalid(context, "node_id", "must not be empty")
         if not request.address:
@@ -60,13 +58,10 @@ class ClusterApi(scheduler_pb2_grpc.ClusterServiceServicer):
             await abort_for(context, exc, self.rt.node.leader_address())
         return api.AddMemberResponse(members=self._members())
 
+    @leader_only(SERVICE, api.RemoveMemberResponse)
     async def RemoveMember(
         self, request: api.RemoveMemberRequest, context: Ctx
     ) -> api.RemoveMemberResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "RemoveMember", request, api.RemoveMemberResponse.FromString, context
-            )
         if not request.node_id:
             await abort_invalid(context, "node_id", "must not be empty")
         try:
@@ -75,13 +70,10 @@ class ClusterApi(scheduler_pb2_grpc.ClusterServiceServicer):
             await abort_for(context, exc, self.rt.node.leader_address())
         return api.RemoveMemberResponse(members=self._members())
 
+    @leader_only(SERVICE, api.TransferLeaderResponse)
     async def TransferLeader(
         self, request: api.TransferLeaderRequest, context: Ctx
     ) -> api.TransferLeaderResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "TransferLeader", request, api.TransferLeaderResponse.FromString, context
-            )
         node = self.rt.node
         try:
             if request.node_id:

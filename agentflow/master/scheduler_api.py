@@ -14,6 +14,7 @@ import grpc
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc, state_pb2
+from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
 from agentflow.master.watch import watch_tasks
@@ -61,13 +62,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     # -- writes ---------------------------------------------------------------------
 
+    @leader_only(SERVICE, api.SubmitTasksResponse)
     async def SubmitTasks(
         self, request: api.SubmitTasksRequest, context: Ctx
     ) -> api.SubmitTasksResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "SubmitTasks", request, api.SubmitTasksResponse.FromString, context
-            )
         try:
             # Refuse bad input before it costs a log entry; the state machine checks
             # again (deterministically) when it applies.
@@ -80,13 +78,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             task_ids=result.task_ids, index=result.index, duplicate=result.duplicate
         )
 
+    @leader_only(SERVICE, api.SubmitWorkflowResponse)
     async def SubmitWorkflow(
         self, request: api.SubmitWorkflowRequest, context: Ctx
     ) -> api.SubmitWorkflowResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "SubmitWorkflow", request, api.SubmitWorkflowResponse.FromString, context
-            )
         try:
             validate_workflow_spec(request.workflow)
         except StateError as exc:
@@ -100,11 +95,8 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             duplicate=result.duplicate,
         )
 
+    @leader_only(SERVICE, api.CancelResponse)
     async def Cancel(self, request: api.CancelRequest, context: Ctx) -> api.CancelResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "Cancel", request, api.CancelResponse.FromString, context
-            )
         if not request.task_ids and not request.workflow_id:
             await abort_invalid(context, "task_ids", "name at least one task or a workflow_id")
         cmd = state_pb2.Command(
@@ -115,13 +107,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         result = await self._write(context, cmd, request.request_id)
         return api.CancelResponse(cancelled=result.task_ids, index=result.index)
 
+    @leader_only(SERVICE, api.ReprioritizeResponse)
     async def Reprioritize(
         self, request: api.ReprioritizeRequest, context: Ctx
     ) -> api.ReprioritizeResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "Reprioritize", request, api.ReprioritizeResponse.FromString, context
-            )
         cmd = state_pb2.Command(
             reprioritize=state_pb2.Reprioritize(task_id=request.task_id, priority=request.priority)
         )
@@ -214,11 +203,8 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     # -- the leader's live view -----------------------------------------------------
 
+    @leader_only(SERVICE, api.ExplainResponse)
     async def Explain(self, request: api.ExplainRequest, context: Ctx) -> api.ExplainResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "Explain", request, api.ExplainResponse.FromString, context
-            )
         try:
             scheduler = await self.rt.running_scheduler()
         except TimeoutError as exc:
@@ -231,13 +217,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             task_id=task.id, state=task.state, reasons=explain(scheduler, task)
         )
 
+    @leader_only(SERVICE, api.ListWorkersResponse)
     async def ListWorkers(
         self, request: api.ListWorkersRequest, context: Ctx
     ) -> api.ListWorkersResponse:
-        if not await self.rt.forwarder.leader_here(context):
-            return await self.rt.forwarder.forward(
-                SERVICE, "ListWorkers", request, api.ListWorkersResponse.FromString, context
-            )
         try:
             scheduler = await self.rt.running_scheduler()
         except TimeoutError as exc:
