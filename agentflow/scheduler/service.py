@@ -15,12 +15,13 @@ import contextlib
 import heapq
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import structlog
 
 from agentflow._proto import state_pb2
+from agentflow.scheduler.liveness import overdue, reconcile, silent_workers
 from agentflow.scheduler.placement import WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import Priority, ReadyQueue
@@ -44,12 +45,21 @@ class SchedulerConfig:
     retention_keep: int = 100_000  # and at most this many
     request_id_seconds: float = 24 * 3600  # a client may retry a request this long
     prune_interval: float = 60.0
+    worker_timeout: float = 15.0  # silent this long (heartbeats, reports) = lost
+    liveness_interval: float = 1.0
+    timeout_grace: float = 10.0  # leader backstop: task timeout plus this
 
     def __post_init__(self) -> None:
         for name in ("dispatch_batch", "max_scan", "retention_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("retention_seconds", "request_id_seconds", "prune_interval"):
+        for name in (
+            "retention_seconds",
+            "request_id_seconds",
+            "prune_interval",
+            "worker_timeout",
+            "liveness_interval",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -81,6 +91,8 @@ class Scheduler:
         self._in_flight: set[str] = set()  # popped, AssignTasks not yet applied
         self._changed: set[str] = set()
         self._live: dict[str, _Live] = {}
+        self._heard: dict[str, float] = {}  # worker -> last time this leader heard it
+        self._term_started = 0.0
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self.dispatched = 0
@@ -94,10 +106,12 @@ class Scheduler:
         unsubscribe = self.state.add_listener(self._on_change)
         try:
             self._rebuild()
+            self._term_started = self._clock()
             self._started.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._dispatch_loop())
                 tg.create_task(self._prune_loop())
+                tg.create_task(self._liveness_loop())
         finally:
             unsubscribe()
             for live in self._live.values():
@@ -282,6 +296,55 @@ class Scheduler:
         if live is not None:
             live.session.cancel(task_id, attempt, reason)
 
+    # -- liveness ------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.liveness_interval)
+            await self.check_liveness()
+
+    async def check_liveness(self) -> None:
+        """Declare silent workers lost and take back tasks past their timeout."""
+        now = self._clock()
+        for wid in silent_workers(
+            self.state.workers, self._heard, self._term_started, now, self.config.worker_timeout
+        ):
+            live = self._live.pop(wid, None)
+            if live is not None:
+                live.session.close(f"no heartbeat for {self.config.worker_timeout:g} s")
+            delay = 1000  # retries of a lost worker's tasks: soon, elsewhere
+            await self.proposer.propose(
+                state_pb2.Command(
+                    set_worker_state=state_pb2.SetWorkerState(
+                        worker_id=wid,
+                        state=state_pb2.WORKER_STATE_LOST,
+                        retry_delay_ms=delay,
+                        reason=f"no heartbeat for {self.config.worker_timeout:g} s",
+                    )
+                )
+            )
+            log.warning("scheduler.worker_lost", worker=wid)
+        on_workers = [t for wid in self.state.workers for t in self.state.tasks_of_worker(wid)]
+        late = overdue(on_workers, self.proposer.now_ms(), int(self.config.timeout_grace * 1000))
+        if late:
+            for task in late:
+                self._send_cancel(task.worker_id, task.id, task.attempt, "timed out")
+            await self._requeue(late, "timed out (leader backstop)")
+
+    async def _requeue(self, tasks: Collection[state_pb2.Task], reason: str) -> None:
+        items = [
+            state_pb2.RequeueTasks.Item(
+                task_id=t.id,
+                attempt=t.attempt,
+                reason=reason,
+                retry_delay_ms=self.retry_delay_ms(t, t.attempt),
+            )
+            for t in tasks
+        ]
+        await self.proposer.propose(
+            state_pb2.Command(requeue_tasks=state_pb2.RequeueTasks(items=items))
+        )
+
     # -- retention -------------------------------------------------------------------
 
     async def _prune_loop(self) -> None:
@@ -305,11 +368,20 @@ class Scheduler:
 
     # -- worker sessions (the interface the worker connection uses) ---------------
 
-    async def connect(self, info: state_pb2.WorkerInfo, session: WorkerSession) -> None:
+    async def connect(
+        self,
+        info: state_pb2.WorkerInfo,
+        session: WorkerSession,
+        holds: Collection[tuple[str, int]] | None = None,
+    ) -> None:
         """A worker connected: register it (committed) and start placing work on it.
 
-        Raises WorkerConflictError if another live session holds the same id, and
-        ValueError (naming the field) if the registration is refused."""
+        `holds`: the (task, attempt) pairs it runs or has unacknowledged results for.
+        When given, it is reconciled with the state: attempts it runs that the state
+        moved elsewhere or cancelled are killed; attempts the state gave it that it
+        does not have go back to the queue. Raises WorkerConflictError if another
+        live session holds the same id, and ValueError (naming the field) if the
+        registration is refused."""
         current = self._live.get(info.id)
         if current is not None and current.session is not session:
             raise WorkerConflictError(
@@ -326,18 +398,34 @@ class Scheduler:
         if info.id in self._live and self._live[info.id].session is not session:
             raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
         self._live[info.id] = _Live(session, last_heartbeat=self._clock())
+        self._heard[info.id] = self._clock()
+        if holds is not None:
+            await self._reconcile(info.id, session, holds)
         self._wake.set()
+
+    async def _reconcile(
+        self, worker_id: str, session: WorkerSession, holds: Collection[tuple[str, int]]
+    ) -> None:
+        plan = reconcile(self.state.tasks_of_worker(worker_id), holds)
+        for task_id, attempt in plan.kill:
+            session.cancel(task_id, attempt, "no longer assigned to this worker")
+        if plan.requeue:
+            await self._requeue(plan.requeue, f"worker {worker_id} reconnected without it")
 
     def disconnect(self, session: WorkerSession) -> None:
         live = self._live.get(session.worker_id)
         if live is not None and live.session is session:
             del self._live[session.worker_id]
 
-    def heartbeat(self, worker_id: str, usage: Usage) -> None:
+    def heartbeat(self, worker_id: str, usage: Usage | None = None) -> None:
+        """The worker is alive (a heartbeat, or any other message from it)."""
         live = self._live.get(worker_id)
         if live is not None:
-            live.usage = usage
-            live.last_heartbeat = self._clock()
+            now = self._clock()
+            if usage is not None:
+                live.usage = usage
+            live.last_heartbeat = now
+            self._heard[worker_id] = now
 
     def connected(self) -> list[str]:
         return sorted(self._live)
@@ -347,6 +435,7 @@ class Scheduler:
         return None if live is None else (live.usage, live.last_heartbeat)
 
     async def report_started(self, worker_id: str, task_id: str, attempt: int) -> bool:
+        self.heartbeat(worker_id)
         cmd = state_pb2.Command(
             task_started=state_pb2.TaskStarted(
                 task_id=task_id, attempt=attempt, worker_id=worker_id
@@ -357,6 +446,7 @@ class Scheduler:
     async def report_progress(
         self, worker_id: str, task_id: str, attempt: int, progress: float, message: str
     ) -> bool:
+        self.heartbeat(worker_id)
         cmd = state_pb2.Command(
             task_progress=state_pb2.TaskProgress(
                 task_id=task_id,
@@ -378,6 +468,7 @@ class Scheduler:
     ) -> bool:
         """Commit a result. False: refused as stale (another attempt is current, or
         the task is already final); the worker should drop it."""
+        self.heartbeat(worker_id)
         task = self.state.task(task_id)
         delay = self.retry_delay_ms(task, attempt) if task is not None else 0
         cmd = state_pb2.Command(

@@ -323,3 +323,82 @@ async def test_prune_drops_old_finished_tasks(rig: Rig) -> None:
         rig.clock.now += 31
         assert list((await scheduler.prune()).task_ids) == [tid]
     assert rig.state.task(tid) is None
+
+
+async def test_a_silent_worker_is_declared_lost_and_its_tasks_go_elsewhere() -> None:
+    rig = Rig(worker_timeout=5.0, liveness_interval=3600.0)
+    [tid] = await rig.submit(shell("x", max_retries=1, retry_backoff_ms=1))
+    async with running(rig) as scheduler:
+        quiet = await rig.worker("quiet")
+        await quiet.wait_for(1)
+        rig.clock.now += 3
+        talker = await rig.worker("talker")
+        rig.clock.now += 3  # quiet: 6 s silent; talker connected 3 s ago
+        await scheduler.check_liveness()
+        assert rig.state.workers["quiet"].state == state_pb2.WORKER_STATE_LOST
+        assert rig.state.workers["talker"].state == state_pb2.WORKER_STATE_ONLINE
+        assert quiet.closed.startswith("no heartbeat")
+        rig.clock.now += 1
+        [again] = await talker.wait_for(1)
+    assert again.id == tid and again.attempt == 2
+
+
+async def test_a_new_term_gives_every_worker_a_full_timeout() -> None:
+    rig = Rig(worker_timeout=5.0, liveness_interval=3600.0)
+    async with running(rig):
+        await rig.worker("w1")
+    rig.clock.now += 60  # long gone from the old leader's point of view
+    successor = rig.new_scheduler()
+    async with running(rig, successor):
+        await successor.check_liveness()
+        assert rig.state.workers["w1"].state == state_pb2.WORKER_STATE_ONLINE
+        rig.clock.now += 6
+        await successor.check_liveness()
+    assert rig.state.workers["w1"].state == state_pb2.WORKER_STATE_LOST
+
+
+async def test_heartbeats_keep_a_worker_alive() -> None:
+    rig = Rig(worker_timeout=5.0, liveness_interval=3600.0)
+    async with running(rig) as scheduler:
+        await rig.worker("w1")
+        for _ in range(4):
+            rig.clock.now += 4
+            scheduler.heartbeat("w1")
+            await scheduler.check_liveness()
+    assert rig.state.workers["w1"].state == state_pb2.WORKER_STATE_ONLINE
+
+
+async def test_leader_backstop_takes_back_a_task_past_its_timeout() -> None:
+    rig = Rig(timeout_grace=2.0, liveness_interval=3600.0, worker_timeout=3600.0)
+    [tid] = await rig.submit(shell("slow", timeout_ms=1000, max_retries=0))
+    async with running(rig) as scheduler:
+        session = await rig.worker("w1")
+        await session.wait_for(1)
+        await scheduler.report_started("w1", tid, 1)
+        rig.clock.now += 2.5
+        await scheduler.check_liveness()
+        assert rig.state.tasks[tid].state == TS.TASK_STATE_RUNNING  # within the grace
+        rig.clock.now += 1
+        await scheduler.check_liveness()
+    task = rig.state.tasks[tid]
+    assert task.state == TS.TASK_STATE_FAILED
+    assert "timed out (leader backstop)" in task.errors[-1]
+    assert session.cancelled == [(tid, 1, "timed out")]
+
+
+async def test_reconnect_reconciles_what_the_worker_holds_with_the_state() -> None:
+    rig = Rig(liveness_interval=3600.0)
+    a, b = await rig.submit(shell("a", max_retries=1, retry_backoff_ms=1), shell("b"))
+    async with running(rig) as scheduler:
+        first = await rig.worker("w1", capacity=2)
+        await first.wait_for(2)
+        scheduler.disconnect(first)
+        again = RecordingSession("w1", rig.state)
+        # It still runs b, lost a, and runs a stale attempt of something else.
+        await scheduler.connect(rig.state.workers["w1"].info, again, holds=[(b, 1), ("ghost", 3)])
+        assert again.cancelled == [("ghost", 3, "no longer assigned to this worker")]
+        assert rig.state.tasks[a].state == TS.TASK_STATE_PENDING
+        assert rig.state.tasks[b].state == TS.TASK_STATE_ASSIGNED
+        rig.clock.now += 1
+        [retried] = await again.wait_for(1)
+    assert (retried.id, retried.attempt) == (a, 2)
