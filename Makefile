@@ -6,7 +6,7 @@ SEEDS ?= 300
 FIRST_SEED ?= 1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test sim lint proto bench clean
+.PHONY: venv demo test sim lint proto bench clean helm-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) scripts/raft_sim.py --seeds $(SEEDS) --first-seed $(FIRST_SEED)
+
+# The Helm chart rendered offline with the real Helm library and checked against the
+# Kubernetes schemas (no cluster needed); starts three local masters for the probes.
+helm-test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/helm
 
 sim: $(STAMP)
 	$(PY) scripts/raft_sim.py --seeds $(SEEDS) --first-seed $(FIRST_SEED)
