@@ -1,102 +1,157 @@
 #!/usr/bin/env python3
-"""`make demo`: a local 3-master Raft cluster on 127.0.0.1 doing real work.
+"""`make demo`: a local AgentFlow cluster on 127.0.0.1 doing real work.
 
-Until the scheduler lands, the demo exercises the consensus layer everything else
-stands on: three key/value server processes (gRPC, SQLite WAL, fsync per commit)
-take writes, lose their leader to SIGKILL, elect a new one, and prove that every
-acknowledged write survived on every node. Ctrl-C stops everything cleanly.
-Data lives under ./data/demo (removed at start).
+Starts 3 masters (the first `--mode leader`, two joining with `--leader-url`) and 2
+workers in different groups, then, through the real `agentflow` CLI:
+1. runs seed 001's build -> test -> deploy workflow (examples/release.yaml) with
+   progress bars;
+2. runs a 1 -> 24 -> 1 fan-out workflow and kills the leader (SIGKILL) while it runs:
+   a new leader takes over, the workers follow it, and the workflow completes;
+3. prints the final tables (tasks, workers, cluster) and stops everything.
+Data lives under ./data/demo (removed at start). Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from agentflow.raft.testing.cluster import KvCluster
-from agentflow.raft.testing.kvclient import KvClient
+from agentflow.common.processes import ProcessGroup
+from agentflow.master.testing import MasterCluster
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("data/demo")
-WRITES = 2000
+BIN = Path(sys.executable).parent
+FANOUT = 24
 
 
 def show(title: str) -> None:
-    print(f"\n== {title}", flush=True)
+    print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
 
-async def table(cluster: KvCluster, client: KvClient) -> None:
-    print(f"{'node':<5} {'role':<14} {'term':>4} {'commit':>7} {'applied':>7} {'snapshot':>8}")
-    for node in cluster.ids:
-        if node not in cluster.procs:
-            print(f"{node:<5} {'(down)':<14}")
-            continue
-        st = await client.status(cluster.address(node))
-        print(
-            f"{node:<5} {st.role:<14} {st.term:>4} {st.commit_index:>7} "
-            f"{st.applied_index:>7} {st.snapshot_index:>8}"
+def agentflow(cluster: MasterCluster, *args: str, check: bool = True) -> int:
+    env = dict(os.environ, MASTER_URL=cluster.url())
+    code = subprocess.call([str(BIN / "agentflow"), *args], env=env)
+    if check and code != 0:
+        raise SystemExit(f"demo: `agentflow {' '.join(args)}` exited with {code}")
+    return code
+
+
+def start_workers(cluster: MasterCluster, group: ProcessGroup) -> None:
+    http = ",".join(f"127.0.0.1:{cluster.http_ports[n]}" for n in cluster.ids)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "examples"), os.environ.get("PYTHONPATH", "")])
+    }
+    for worker_id, groups in (("builder", "build,default"), ("runner", "linux,default")):
+        group.spawn(
+            worker_id,
+            [
+                str(BIN / "agentflow-worker"),
+                "--master-url", cluster.url(),
+                "--http-url", http,
+                "--worker-id", worker_id,
+                "--group", groups,
+                "--cpu-cores", "2",
+                "--reconnect-base", "0.2",
+                "--reconnect-max", "2",
+            ],
+            env,
+        )  # fmt: skip
+
+
+def fanout_yaml(path: Path) -> None:
+    lines = [
+        "workflow:",
+        "  id: fanout",
+        "  name: Fan-out 1 -> 24 -> 1",
+        "  tasks:",
+        "    - {task_id: split, desc: 'shell:echo splitting', name: Split}",
+    ]
+    for i in range(FANOUT):
+        lines.append(
+            f"    - {{task_id: part{i:02d}, name: 'Part {i}', desc: 'python:demo_tasks:crunch',"
+            f" args: {{name: part{i}, steps: 10, pause: 0.15}}, dependencies: [split],"
+            " max_retries: 3}"
         )
+    parts = ", ".join(f"part{i:02d}" for i in range(FANOUT))
+    lines.append(
+        f"    - {{task_id: merge, name: Merge, desc: 'python:demo_tasks:merge',"
+        f" args: {{parts: {FANOUT}}}, dependencies: [{parts}]}}"
+    )
+    path.write_text("\n".join(lines) + "\n")
 
 
-async def write(client: KvClient, start: int, count: int, acked: dict[str, bytes]) -> float:
-    began = time.perf_counter()
+async def kill_leader_soon(cluster: MasterCluster, delay: float) -> None:
+    await asyncio.sleep(delay)
+    leader = await cluster.leader()
+    print(f"\n   !! kill -9 of the leader, master {leader} (pid "
+          f"{cluster.group.procs[leader].pid})", flush=True)  # fmt: skip
+    cluster.kill(leader)
+    t0 = time.monotonic()
+    new = await cluster.leader(30)
+    print(f"   !! master {new} leads after {time.monotonic() - t0:.1f} s", flush=True)
+    cluster.start(leader)
+    print(f"   !! master {leader} restarted from its disk", flush=True)
 
-    async def one(i: int) -> None:
-        key, value = f"key-{i}", f"value-{i}".encode()
-        await client.put(key, value)
-        acked[key] = value
 
-    for chunk in range(start, start + count, 64):
-        await asyncio.gather(*(one(i) for i in range(chunk, min(chunk + 64, start + count))))
-    return time.perf_counter() - began
+async def run_fanout(cluster: MasterCluster, path: Path) -> None:
+    env = dict(os.environ, MASTER_URL=cluster.url())
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "agentflow"), "run", str(path), "--wait", env=env
+    )
+    killer = asyncio.create_task(kill_leader_soon(cluster, 2.5))
+    code = await proc.wait()
+    await killer
+    if code != 0:
+        raise SystemExit(f"demo: the fan-out workflow ended with exit code {code}")
 
 
-async def main() -> None:
+def shutdown(cluster: MasterCluster, workers: ProcessGroup) -> None:
+    """SIGTERM first (workers drain, a leader hands over), SIGKILL what lingers."""
+    for group in (workers, cluster.group):
+        for name in group.running():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                group.terminate(name, timeout=10)
+        group.stop_all()
+
+
+def main() -> None:
     shutil.rmtree(DATA, ignore_errors=True)
-    cluster = KvCluster(DATA, size=3, snapshot_every=1000, snapshot_keep=100)
-    show(f"starting 3 masters on {', '.join(cluster.addresses())} (data in {DATA})")
-    cluster.start_all()
-    client = KvClient(cluster.addresses())
-    acked: dict[str, bytes] = {}
+    DATA.mkdir(parents=True)
+    cluster = MasterCluster(DATA / "masters", size=3)
+    workers = ProcessGroup(DATA / "workers")
     try:
-        leader = await cluster.leader(client, timeout=30.0)
-        print(f"leader elected: {leader}")
-        show(f"writing {WRITES} keys, 64 at a time, each committed on a majority")
-        took = await write(client, 0, WRITES, acked)
-        print(f"{WRITES} writes acknowledged in {took:.2f} s ({WRITES / took:.0f}/s)")
-        await table(cluster, client)
+        show("3 masters on 127.0.0.1 (m1 --mode leader, m2 and m3 join with --leader-url)")
+        asyncio.run(cluster.start_all())
+        start_workers(cluster, workers)
+        time.sleep(1.5)
+        agentflow(cluster, "cluster", "status")
+        agentflow(cluster, "workers")
 
-        show(f"SIGKILL the leader {leader}")
-        began = time.perf_counter()
-        cluster.kill(leader)
-        await client.put("after-failover", b"ok", deadline=30.0)
-        new_leader = await cluster.leader(client, timeout=30.0)
-        took = time.perf_counter() - began
-        print(f"{new_leader} leads; writes accepted again {took:.2f} s after the kill")
-        await write(client, WRITES, 500, acked)
-        await table(cluster, client)
+        show("seed 001's release workflow: build -> test -> deploy")
+        agentflow(cluster, "run", str(ROOT / "examples" / "release.yaml"), "--wait")
 
-        show(f"restarting {leader}: it catches up from its disk and the new leader")
-        cluster.start(leader)
-        await asyncio.sleep(3.0)
-        await table(cluster, client)
+        show(f"a 1 -> {FANOUT} -> 1 fan-out; the leader is killed while it runs")
+        path = DATA / "fanout.yaml"
+        fanout_yaml(path)
+        asyncio.run(run_fanout(cluster, path))
 
-        show("checking every acknowledged write on every node (linearizable reads)")
-        for node in cluster.ids:
-            missing = await client.lost_writes(cluster.address(node), acked)
-            verdict = "all present" if not missing else f"MISSING {len(missing)}"
-            print(f"{node}: {len(acked)} acknowledged writes, {verdict}")
-            if missing:
-                raise SystemExit(1)
-        show("done: no acknowledged write was lost")
+        show("the cluster afterwards")
+        asyncio.run(cluster.wait_members(3, 30))
+        agentflow(cluster, "cluster", "status")
+        agentflow(cluster, "workers")
+        print(f"\nlogs and data: {DATA}/", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the cluster", flush=True)
     finally:
-        await client.close()
-        cluster.stop_all()
+        shutdown(cluster, workers)
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted: all demo processes stopped")
+    main()

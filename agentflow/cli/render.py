@@ -227,13 +227,35 @@ def workflow_detail(status: WorkflowStatus, style: Style) -> str:
         ("state", status.state.value),
         ("on failure", status.on_failure.value),
         ("tasks", f"{len(status.task_ids)} ({counts_text(counts)})"),
-        ("execution order", ", ".join(status.execution_order)),
+        ("execution order", _shortened(status.execution_order, ", ")),
         ("critical path", " -> ".join(status.critical_path)),
         ("created", style.time(status.created)),
         ("finished", style.time(status.finished) if status.finished else ""),
     ]
-    parts = [_block(head, lines), *(task_summary(t, style) for t in status.tasks)]
-    return "\n\n".join(parts)
+    if not status.tasks:
+        return _block(head, lines)
+    return _block(head, lines) + "\n\n" + task_table(status.tasks, style)
+
+
+def _shortened(ids: Sequence[str], sep: str, keep: int = 12) -> str:
+    if len(ids) <= keep:
+        return sep.join(ids)
+    return sep.join(ids[:keep]) + f"{sep}... ({len(ids) - keep} more)"
+
+
+def task_table(tasks: Sequence[Task], style: Style) -> str:
+    """One line per task (a workflow's tasks can be thousands)."""
+    width = max(len(t.id) for t in tasks)
+    rows = []
+    for t in tasks:
+        took = ""
+        if t.started and t.finished:
+            took = f"{(t.finished - t.started).total_seconds():.2f} s"
+        rows.append(
+            f"{style.task_icon(t.state)} {t.id:<{width}}  {_state(t):<22} "
+            f"{t.worker_id or '-':<12} {took}".rstrip()
+        )
+    return "\n".join(rows)
 
 
 def _count(tasks: Iterable[Task]) -> dict[TaskState, int]:

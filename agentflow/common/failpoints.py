@@ -6,7 +6,8 @@ Each entry is `name=action[@N]`. Actions: `crash` (SIGKILL to this process, as a
 power cut would), `sleep(<n>ms)` / `sleep(<n>s)`, `error` (raises FailpointError).
 `@N` fires only on the N-th time the point is reached; without it, every time.
 Names in use: raft.before_persist, raft.after_persist, raft.before_send,
-raft.before_apply, raft.before_snapshot_install.
+raft.before_apply, raft.before_snapshot_install, master.worker_result.after_commit
+(a worker's result is committed, its ack not yet sent).
 """
 
 from __future__ import annotations

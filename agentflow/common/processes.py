@@ -47,10 +47,16 @@ class ProcessGroup:
         return [n for n, p in self.procs.items() if p.poll() is None]
 
     def terminate(self, name: str, timeout: float = 10.0) -> int:
-        """Graceful stop (SIGTERM); returns the exit code."""
+        """Graceful stop (SIGTERM); returns the exit code. Past `timeout` the process
+        is killed (SIGKILL) and TimeoutExpired raised, so nothing is left behind."""
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            raise
 
     def exited(self) -> list[str]:
         """Processes that ended on their own (a crash failpoint, say)."""

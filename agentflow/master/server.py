@@ -20,6 +20,8 @@ from agentflow.master.http_api import make_app
 from agentflow.master.leadership import lead_when_elected
 from agentflow.master.runtime import Runtime
 from agentflow.master.scheduler_api import SchedulerApi
+from agentflow.master.workers import SERVICE_NAMES as WORKER_SERVICES
+from agentflow.master.workers import WorkerGateway
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.node import NodeConfig, RaftNode
 from agentflow.raft.storage import RaftStorage
@@ -73,11 +75,14 @@ class Master:
         transport.add_to_server(server)
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerApi(rt), server)
         scheduler_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterApi(rt), server)
+        workers = WorkerGateway(rt)
+        workers.add_to_server(server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = (
             scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
             scheduler_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+            *WORKER_SERVICES,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -88,7 +93,9 @@ class Master:
         await server.start()
         runner: web.AppRunner | None = None
         if cfg.http_port:
-            runner = web.AppRunner(make_app(rt), access_log=None)
+            app = make_app(rt)
+            workers.add_routes(app)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, cfg.host, cfg.http_port).start()
         log.info(
@@ -109,13 +116,14 @@ class Master:
                 node_task = tg.create_task(node.run(bootstrap=bootstrap))
                 leading = tg.create_task(lead_when_elected(rt, make_scheduler))
                 health_task = tg.create_task(self._report_health(rt, health_servicer))
+                workers_task = tg.create_task(workers.run())
                 joining = None
                 if cfg.mode == "master" and not cfg.peers and fresh:
                     joining = tg.create_task(self._join(rt))
                 await self._stop.wait()
                 log.info("master.stopping", node=cfg.node_id)
                 await node.step_down(timeout=3.0)
-                for task in (leading, health_task, joining, node_task):
+                for task in (leading, health_task, workers_task, joining, node_task):
                     if task is not None:
                         task.cancel()
         finally:

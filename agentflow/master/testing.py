@@ -87,7 +87,7 @@ class MasterCluster:
             return response
 
     async def leader(self, timeout: float = 15.0) -> str:
-        """The master every running master agrees leads, once they do."""
+        """The running master every running master agrees leads, once they do."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen: set[str] = set()
@@ -99,7 +99,9 @@ class MasterCluster:
                 except grpc.aio.AioRpcError:
                     seen.add("")
             if len(seen) == 1 and "" not in seen:
-                return seen.pop()
+                leader = seen.pop()
+                if leader in self.group.running():  # not one killed a moment ago
+                    return leader
             await asyncio.sleep(0.05)
         raise TimeoutError(f"no agreed leader after {timeout} s: {seen} (logs in {self.root})")
 

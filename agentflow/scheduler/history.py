@@ -230,3 +230,20 @@ def _dag_order(h: History) -> list[str]:
             if start is not None and end is not None and start < end:
                 out.append(f"task {child}: started before its dependency {parent} finished")
     return out
+
+
+async def committed_log(data_dir: Path) -> list[tuple[int, bytes]]:
+    """The scheduler commands stored in a master's Raft log, in order. Read it from
+    the leader of a quiescent cluster (its whole log is then committed), started
+    with a --snapshot-every high enough that nothing was compacted."""
+    from agentflow.raft.storage import RaftStorage
+    from agentflow.raft.types import EntryType
+
+    storage = await RaftStorage.open(data_dir)
+    try:
+        persisted = await storage.load()
+    finally:
+        await storage.close()
+    if persisted.snapshot is not None:
+        raise ValueError(f"{data_dir}: the log was compacted; the history would be partial")
+    return [(e.index, e.data) for e in persisted.entries if e.type == EntryType.NORMAL and e.data]

@@ -9,7 +9,6 @@ full timeout to reconnect (`heard` begins at the term's start).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 from agentflow._proto import state_pb2
 
@@ -43,22 +42,3 @@ def overdue(tasks: Collection[state_pb2.Task], now_ms: int, grace_ms: int) -> li
         if since and now_ms - since > limit + grace_ms:
             late.append(task)
     return late
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    kill: list[tuple[str, int]]  # the worker runs these, state says it should not
-    requeue: list[state_pb2.Task]  # state gave it these, the worker does not have them
-
-
-def reconcile(
-    held_by_state: Collection[state_pb2.Task], held_by_worker: Collection[tuple[str, int]]
-) -> Reconciliation:
-    """Compare a (re)connecting worker's hello with the state. `held_by_worker` is
-    what it runs plus what it finished and has not had acknowledged yet."""
-    expected = {(t.id, t.attempt) for t in held_by_state}
-    claimed = set(held_by_worker)
-    return Reconciliation(
-        kill=sorted(claimed - expected),
-        requeue=[t for t in held_by_state if (t.id, t.attempt) not in claimed],
-    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from agentflow._proto import state_pb2
-from agentflow.scheduler.liveness import overdue, reconcile, silent_workers
+from agentflow.scheduler.liveness import overdue, silent_workers
 from agentflow.scheduler.placement import WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import Priority, ReadyQueue
@@ -329,9 +329,10 @@ class Scheduler:
         if late:
             for task in late:
                 self._send_cancel(task.worker_id, task.id, task.attempt, "timed out")
-            await self._requeue(late, "timed out (leader backstop)")
+            await self.requeue(late, "timed out (leader backstop)")
 
-    async def _requeue(self, tasks: Collection[state_pb2.Task], reason: str) -> None:
+    async def requeue(self, tasks: Collection[state_pb2.Task], reason: str) -> None:
+        """Give these attempts back to the queue as failed attempts (fenced by attempt)."""
         items = [
             state_pb2.RequeueTasks.Item(
                 task_id=t.id,
@@ -368,20 +369,12 @@ class Scheduler:
 
     # -- worker sessions (the interface the worker connection uses) ---------------
 
-    async def connect(
-        self,
-        info: state_pb2.WorkerInfo,
-        session: WorkerSession,
-        holds: Collection[tuple[str, int]] | None = None,
-    ) -> None:
+    async def connect(self, info: state_pb2.WorkerInfo, session: WorkerSession) -> None:
         """A worker connected: register it (committed) and start placing work on it.
+        (What it holds is reconciled by the session, agentflow/master/reconcile.py.)
 
-        `holds`: the (task, attempt) pairs it runs or has unacknowledged results for.
-        When given, it is reconciled with the state: attempts it runs that the state
-        moved elsewhere or cancelled are killed; attempts the state gave it that it
-        does not have go back to the queue. Raises WorkerConflictError if another
-        live session holds the same id, and ValueError (naming the field) if the
-        registration is refused."""
+        Raises WorkerConflictError if another live session holds the same id, and
+        ValueError (naming the field) if the registration is refused."""
         current = self._live.get(info.id)
         if current is not None and current.session is not session:
             raise WorkerConflictError(
@@ -399,18 +392,7 @@ class Scheduler:
             raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
         self._live[info.id] = _Live(session, last_heartbeat=self._clock())
         self._heard[info.id] = self._clock()
-        if holds is not None:
-            await self._reconcile(info.id, session, holds)
         self._wake.set()
-
-    async def _reconcile(
-        self, worker_id: str, session: WorkerSession, holds: Collection[tuple[str, int]]
-    ) -> None:
-        plan = reconcile(self.state.tasks_of_worker(worker_id), holds)
-        for task_id, attempt in plan.kill:
-            session.cancel(task_id, attempt, "no longer assigned to this worker")
-        if plan.requeue:
-            await self._requeue(plan.requeue, f"worker {worker_id} reconnected without it")
 
     def disconnect(self, session: WorkerSession) -> None:
         live = self._live.get(session.worker_id)

@@ -133,8 +133,9 @@ def test_workflow_detail() -> None:
         "   critical path: wf1/a -> wf1/b\n"
         "   created: 2024-01-01 10:00:00\n"
         "\n"
-        "✅ [wf1/a] a\n"
+        "✅ wf1/a  succeeded"
     )
+    assert len(text.splitlines()) == 10  # one line per task
 
 
 def test_workers() -> None:

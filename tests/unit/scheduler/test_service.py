@@ -384,21 +384,3 @@ async def test_leader_backstop_takes_back_a_task_past_its_timeout() -> None:
     assert task.state == TS.TASK_STATE_FAILED
     assert "timed out (leader backstop)" in task.errors[-1]
     assert session.cancelled == [(tid, 1, "timed out")]
-
-
-async def test_reconnect_reconciles_what_the_worker_holds_with_the_state() -> None:
-    rig = Rig(liveness_interval=3600.0)
-    a, b = await rig.submit(shell("a", max_retries=1, retry_backoff_ms=1), shell("b"))
-    async with running(rig) as scheduler:
-        first = await rig.worker("w1", capacity=2)
-        await first.wait_for(2)
-        scheduler.disconnect(first)
-        again = RecordingSession("w1", rig.state)
-        # It still runs b, lost a, and runs a stale attempt of something else.
-        await scheduler.connect(rig.state.workers["w1"].info, again, holds=[(b, 1), ("ghost", 3)])
-        assert again.cancelled == [("ghost", 3, "no longer assigned to this worker")]
-        assert rig.state.tasks[a].state == TS.TASK_STATE_PENDING
-        assert rig.state.tasks[b].state == TS.TASK_STATE_ASSIGNED
-        rig.clock.now += 1
-        [retried] = await again.wait_for(1)
-    assert (retried.id, retried.attempt) == (a, 2)

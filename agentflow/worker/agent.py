@@ -1,0 +1,503 @@
+"""The worker agent: stay connected to the leader, run what it assigns, report back.
+
+Connecting: gRPC first, to a leader named by the last redirect, then to the masters
+in the order given; the HTTP shim when no gRPC connection comes up (`auto`), or only
+one of the two when forced. A session that ends is followed at once by a new attempt;
+attempts that fail wait an exponential backoff with jitter (base and cap set by
+configuration; seed 004 used 5 s and 60 s). While on the shim in `auto` mode the agent
+keeps probing gRPC and moves back as soon as it answers.
+
+Every session starts with a hello carrying what the worker runs and the results the
+leader has not acknowledged; the leader commits those, and tells the worker what to
+cancel or what it missed. Assignments run through the `Executor`, at most as many at
+once as the adaptive concurrency allows (extra ones wait here, most urgent first).
+
+SIGTERM drains: the worker says so (the leader marks it DRAINING and assigns nothing
+more), finishes what it has, waits until its results are acknowledged, says it is
+done (OFFLINE) and exits. A second SIGTERM, or the drain timeout, stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import structlog
+
+from agentflow._proto import state_pb2
+from agentflow._proto import worker_pb2 as wpb
+from agentflow.worker.connection import GrpcConnection, grpc_reachable
+from agentflow.worker.http_connection import HttpConnection
+from agentflow.worker.limits import AdaptiveConcurrency, memory_limit_under_pressure
+from agentflow.worker.outbound import Key, Outbound
+from agentflow.worker.resources import Usage
+from agentflow.worker.runs import Outcome, Reporter, TaskRun
+from agentflow.worker.transport import ConnectError, Connection, SessionClosed
+
+log = structlog.get_logger(__name__)
+
+Transport = Literal["auto", "grpc", "http"]
+DEFAULT_HEARTBEAT_S = 2.0
+RECENT_KEYS = 4096  # finished attempts remembered, to ignore a repeated assignment
+DONE_ACK_WAIT_S = 5.0
+MIN_GOOD_SESSION_S = 2.0
+
+
+class TaskExecutor(Protocol):
+    """What the agent needs of `agentflow.worker.executor.Executor`."""
+
+    async def start(self) -> None: ...
+    async def run(self, run: TaskRun, reporter: Reporter) -> Outcome: ...
+    async def cancel(self, task_id: str, attempt: int) -> bool: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    info: state_pb2.WorkerInfo
+    grpc_targets: tuple[str, ...]
+    http_targets: tuple[str, ...] = ()
+    transport: Transport = "auto"
+    backoff_base: float = 5.0
+    backoff_max: float = 60.0
+    connect_timeout: float = 3.0
+    poll_timeout: float = 10.0  # HTTP long poll (heartbeat acks end most polls sooner)
+    grpc_retry_interval: float = 60.0  # on the shim in auto mode: probe gRPC this often
+    task_memory_limit_mb: int | None = None  # for tasks that do not ask for memory
+    task_cpu_time_limit_s: int | None = None
+    drain_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.info.id:
+            raise ValueError("--worker-id: must not be empty")
+        if self.transport not in ("auto", "grpc", "http"):
+            raise ValueError(f"--transport: expected auto, grpc or http, got {self.transport!r}")
+        if self.transport != "http" and not self.grpc_targets:
+            raise ValueError("--master-url: give at least one master")
+        if self.transport != "grpc" and not self.http_targets:
+            raise ValueError("--http-url: give at least one master HTTP URL")
+        if not 0 < self.backoff_base <= self.backoff_max:
+            raise ValueError("reconnect backoff: need 0 < base <= max")
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential in the number of failures in a row, with equal jitter (half fixed,
+    half random) so that workers cut off together do not come back together."""
+    ceiling = min(cap, base * 2.0 ** max(0, failures - 1))
+    return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+class _Reporter:
+    """The executor's reporter: queue, never block, drop what a cancel made moot."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def progress(self, task_id: str, attempt: int, fraction: float, message: str) -> None:
+        if (task_id, attempt) not in self._agent.cancelled:
+            self._agent.outbound.progress(task_id, attempt, fraction, message)
+
+    def log(self, task_id: str, attempt: int, stream: str, text: str) -> None:
+        if (task_id, attempt) not in self._agent.cancelled:
+            self._agent.outbound.log(task_id, attempt, stream, text)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        executor: TaskExecutor,
+        concurrency: AdaptiveConcurrency,
+        usage: Callable[[], Usage] | None = None,
+        rng: random.Random | None = None,
+        candidates: Callable[[str], Sequence[Connection]] | None = None,
+    ) -> None:
+        """`candidates(hint)`: the connections to try, in order (tests pass fakes);
+        by default gRPC then HTTP to the configured masters, the redirect hint first."""
+        self.config = config
+        self.executor = executor
+        self.concurrency = concurrency
+        self.outbound = Outbound()
+        self.instance = uuid.uuid4().hex
+        self.cancelled: set[Key] = set()
+        self.connected_via = ""  # transport of the live session, "" when none
+        self.sessions = 0  # sessions welcomed so far
+        self.draining = ""  # why, once draining
+        self._usage = usage
+        self._rng = rng or random.Random()
+        self._reporter = _Reporter(self)
+        self._make_candidates = candidates or self._candidates
+        self._pending: list[tuple[int, int, state_pb2.Task]] = []  # (priority, order, task)
+        self._order = itertools.count()
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._recent: OrderedDict[Key, None] = OrderedDict()
+        self._wake_runner = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._exit_on_drain = False
+        self._done_seq = 0
+        self._memory_percent = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until drained (after `request_stop`) or stopped."""
+        await self.executor.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                connecting = tg.create_task(self._connect_loop())
+                runner = tg.create_task(self._runner())
+                ending = tg.create_task(self._stop_now.wait())
+                done = tg.create_task(self._finished.wait())
+                await asyncio.wait({ending, done}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (connecting, runner, ending, done):
+                    task.cancel()
+        finally:
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+            await self.executor.close()
+            log.info("worker.stopped", worker=self.worker_id, unacked=len(self.outbound.results))
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.info.id
+
+    def request_stop(self) -> None:
+        """SIGTERM: drain and exit; a second call stops at once."""
+        if self._exit_on_drain:
+            log.info("worker.stop_now", worker=self.worker_id)
+            self._stop_now.set()
+            return
+        self._exit_on_drain = True
+        self._begin_drain("the worker is shutting down (SIGTERM)", tell_master=True)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.config.drain_timeout, self._drain_timed_out)
+
+    def _drain_timed_out(self) -> None:
+        if not self._finished.is_set():
+            log.warning(
+                "worker.drain_timeout",
+                worker=self.worker_id,
+                running=len(self._running),
+                unacked=len(self.outbound.results),
+            )
+            self._stop_now.set()
+
+    def _begin_drain(self, reason: str, tell_master: bool) -> None:
+        if not self.draining:
+            self.draining = reason
+            log.info("worker.draining", worker=self.worker_id, reason=reason)
+        if tell_master:
+            self.outbound.send_now(wpb.WorkerMessage(draining=wpb.DrainNotice(reason=reason)))
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        """Once draining for exit and nothing is left to run or report: say done,
+        and exit when the leader acknowledged that (or soon after, if it cannot)."""
+        if not self._exit_on_drain or self._done_seq:
+            return
+        if self._running or self._pending or len(self.outbound.results):
+            return
+        message = wpb.WorkerMessage(draining=wpb.DrainNotice(reason=self.draining, done=True))
+        self.outbound.send_now(message)
+        self._done_seq = message.seq
+        asyncio.get_running_loop().call_later(DONE_ACK_WAIT_S, self._finished.set)
+
+    # -- running tasks ---------------------------------------------------------------
+
+    def _accept(self, tasks: Sequence[state_pb2.Task]) -> None:
+        for task in tasks:
+            key = (task.id, task.attempt)
+            if (
+                key in self._running
+                or key in self._recent
+                or key in self.outbound.results
+                or any((t.id, t.attempt) == key for _, _, t in self._pending)
+            ):
+                continue  # delivered twice (a resend after reconnecting): run it once
+            heapq.heappush(self._pending, (task.priority, next(self._order), task))
+        self._wake_runner.set()
+
+    def holding(self) -> list[Key]:
+        """Attempts this worker has: running, or assigned and waiting for a slot."""
+        return [*self._running, *((t.id, t.attempt) for _, _, t in self._pending)]
+
+    async def _runner(self) -> None:
+        while True:
+            await self._wake_runner.wait()
+            self._wake_runner.clear()
+            while self._pending and len(self._running) < self.concurrency.current:
+                _, _, task = heapq.heappop(self._pending)
+                key = (task.id, task.attempt)
+                self._running[key] = asyncio.create_task(self._run_one(task))
+
+    def _task_run(self, task: state_pb2.Task) -> TaskRun:
+        spec = task.spec
+        memory = spec.memory_mb or self.config.task_memory_limit_mb
+        if memory and not spec.memory_mb:
+            memory = memory_limit_under_pressure(memory, self._memory_percent)
+        return TaskRun(
+            task_id=task.id,
+            attempt=task.attempt,
+            command=spec.command,
+            args_json=spec.args_json,
+            env=dict(spec.env),
+            cwd=spec.cwd,
+            timeout_s=spec.timeout_ms / 1000 if spec.timeout_ms > 0 else None,
+            gpu_indices=tuple(task.gpu_indices),
+            memory_limit_mb=memory or None,
+            cpu_time_limit_s=self.config.task_cpu_time_limit_s,
+        )
+
+    async def _run_one(self, task: state_pb2.Task) -> None:
+        key = (task.id, task.attempt)
+        self.outbound.started(*key)
+        try:
+            outcome = await self.executor.run(self._task_run(task), self._reporter)
+        finally:
+            del self._running[key]
+            self._recent[key] = None
+            while len(self._recent) > RECENT_KEYS:
+                self._recent.popitem(last=False)
+            self._wake_runner.set()
+        if key in self.cancelled:
+            # The leader cancelled this attempt: it has settled the task already.
+            self.cancelled.discard(key)
+        else:
+            self.outbound.result(
+                wpb.ResultReport(
+                    task_id=task.id,
+                    attempt=task.attempt,
+                    success=outcome.success,
+                    result=state_pb2.TaskResult(
+                        exit_code=outcome.exit_code,
+                        stdout_tail=outcome.stdout_tail,
+                        stderr_tail=outcome.stderr_tail,
+                        value_json=outcome.value_json,
+                        error=outcome.error,
+                    ),
+                )
+            )
+        self._check_drained()
+
+    async def _cancel(self, cancel: wpb.CancelTask) -> None:
+        key = (cancel.task_id, cancel.attempt)
+        before = len(self._pending)
+        self._pending = [p for p in self._pending if (p[2].id, p[2].attempt) != key]
+        heapq.heapify(self._pending)
+        if key in self._running:
+            self.cancelled.add(key)
+            self.outbound.forget_queued([key])
+            await self.executor.cancel(*key)
+        log.info(
+            "worker.cancel",
+            task=cancel.task_id,
+            attempt=cancel.attempt,
+            reason=cancel.reason,
+            was_running=key in self._running,
+            was_waiting=len(self._pending) < before,
+        )
+        self._check_drained()
+
+    # -- connecting ------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        redirects = 0
+        hint = ""
+        while True:
+            opened = await self._open(hint)
+            hint = ""
+            if opened is not None:
+                conn, first = opened
+                kind = first.WhichOneof("body")
+                if kind == "welcome":
+                    redirects = 0
+                    began = loop.time()
+                    await self._serve(conn, first.welcome)
+                    # A session that ends at once (the leader is changing hands, say)
+                    # counts as a failure: no tight reconnect loop against it.
+                    if loop.time() - began > MIN_GOOD_SESSION_S:
+                        failures = 0
+                        continue
+                    failures += 1
+                    await asyncio.sleep(self._backoff(failures))
+                    continue
+                await conn.close()
+                if kind == "redirect":
+                    r = first.redirect
+                    log.info(
+                        "worker.redirected",
+                        leader=r.leader_id,
+                        address=r.leader_address,
+                        reason=r.reason,
+                    )
+                    redirects += 1
+                    if r.leader_address and redirects <= 3:
+                        hint = r.leader_address
+                        continue
+                elif kind == "refusal":
+                    log.error(
+                        "worker.refused",
+                        worker=self.worker_id,
+                        code=wpb.Refusal.Code.Name(first.refusal.code),
+                        reason=first.refusal.reason,
+                        via=conn.target,
+                    )
+            failures += 1
+            # Each backoff starts a fresh round of redirect hops: the cap only stops
+            # ping-pong between masters that disagree during an election, and must
+            # not stop the worker from ever following the new leader afterwards.
+            redirects = 0
+            await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        cfg = self.config
+        delay = backoff_delay(failures, cfg.backoff_base, cfg.backoff_max, self._rng)
+        log.info("worker.reconnect_wait", seconds=round(delay, 2), failures=failures)
+        return delay
+
+    def _hello(self) -> wpb.WorkerMessage:
+        return wpb.WorkerMessage(
+            hello=wpb.Hello(
+                info=self.config.info,
+                running=[wpb.TaskAttempt(task_id=t, attempt=a) for t, a in self.holding()],
+                unacked_results=self.outbound.results.begin_session(),
+                instance=self.instance,
+            )
+        )
+
+    def _candidates(self, hint: str) -> list[Connection]:
+        cfg = self.config
+        out: list[Connection] = []
+        if cfg.transport != "http":
+            targets = dict.fromkeys([hint, *cfg.grpc_targets] if hint else cfg.grpc_targets)
+            out += [GrpcConnection(t, cfg.connect_timeout) for t in targets]
+        if cfg.transport != "grpc":
+            out += [
+                HttpConnection(t, cfg.connect_timeout, cfg.poll_timeout) for t in cfg.http_targets
+            ]
+        return out
+
+    async def _open(self, hint: str) -> tuple[Connection, wpb.MasterMessage] | None:
+        for conn in self._make_candidates(hint):
+            try:
+                return conn, await conn.open(self._hello())
+            except ConnectError as exc:
+                log.info("worker.connect_failed", transport=conn.transport, error=str(exc))
+        return None
+
+    async def _serve(self, conn: Connection, welcome: wpb.Welcome) -> None:
+        self.sessions += 1
+        self.connected_via = conn.transport
+        interval = welcome.heartbeat_interval_ms / 1000 or DEFAULT_HEARTBEAT_S
+        log.info(
+            "worker.connected",
+            worker=self.worker_id,
+            transport=conn.transport,
+            master=conn.target,
+            leader=welcome.leader_id,
+            session=welcome.session_id,
+        )
+        duties = [
+            asyncio.create_task(self._send(conn)),
+            asyncio.create_task(self._receive(conn, 3 * interval + 10.0)),
+            asyncio.create_task(self._heartbeat(interval)),
+        ]
+        if conn.transport == "http" and self.config.transport == "auto":
+            duties.append(asyncio.create_task(self._probe_grpc()))
+        try:
+            done, _ = await asyncio.wait(duties, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                reason = str(exc) if exc is not None else "gRPC is reachable again"
+                log.info("worker.session_ended", worker=self.worker_id, reason=reason)
+        finally:
+            for task in duties:
+                task.cancel()
+            await asyncio.gather(*duties, return_exceptions=True)
+            self.connected_via = ""
+            await conn.close()
+
+    async def _send(self, conn: Connection) -> None:
+        while True:
+            await self.outbound.wait()
+            batch = self.outbound.take()
+            if batch:
+                await conn.send(batch)
+
+    async def _receive(self, conn: Connection, silence: float) -> None:
+        """Every heartbeat is acknowledged, so a master silent for `silence` seconds
+        is gone (or the link is half-open): end the session and connect again."""
+        while True:
+            try:
+                messages = await asyncio.wait_for(conn.receive(), silence)
+            except TimeoutError:
+                raise SessionClosed(f"no word from the master in {silence:g} s") from None
+            for message in messages:
+                await self._on_message(message)
+
+    async def _on_message(self, message: wpb.MasterMessage) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "assignments":
+            self._accept(message.assignments.tasks)
+        elif kind == "cancel":
+            await self._cancel(message.cancel)
+        elif kind == "ack":
+            for ack in message.ack.results:
+                self.outbound.results.ack(ack.task_id, ack.attempt)
+                if ack.stale:
+                    log.info(
+                        "worker.result_stale",
+                        task=ack.task_id,
+                        attempt=ack.attempt,
+                        reason=ack.reason,
+                    )
+            if self._done_seq and self._done_seq in message.ack.seqs:
+                self._finished.set()
+            self._check_drained()
+        elif kind == "drain":
+            self._begin_drain(f"the master asked: {message.drain.reason}", tell_master=False)
+        elif kind == "set_concurrency":
+            value = self.concurrency.set_maximum(message.set_concurrency.max_concurrent)
+            log.info("worker.concurrency", current=value, maximum=self.concurrency.maximum)
+            self._wake_runner.set()
+        else:
+            log.warning("worker.unexpected_message", kind=kind)
+
+    async def _heartbeat(self, interval: float) -> None:
+        while True:
+            cpu = memory = 0.0
+            if self._usage is not None:
+                usage = self._usage()
+                cpu, memory = usage.cpu_percent, usage.memory_percent
+                self._memory_percent = memory
+                self.concurrency.observe(cpu)
+            self._wake_runner.set()  # the concurrency may have grown
+            beat = wpb.Heartbeat(
+                cpu_percent=cpu,
+                memory_percent=memory,
+                running=[wpb.TaskAttempt(task_id=t, attempt=a) for t, a in self._running],
+                max_concurrent=self.concurrency.current,
+            )
+            self.outbound.send_now(wpb.WorkerMessage(heartbeat=beat))
+            await asyncio.sleep(interval)
+
+    async def _probe_grpc(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.grpc_retry_interval)
+            for target in self.config.grpc_targets:
+                with contextlib.suppress(Exception):
+                    if await grpc_reachable(target, self.config.connect_timeout):
+                        log.info("worker.grpc_back", target=target)
+                        return

@@ -1,0 +1,140 @@
+"""Plumbing shared by the shell and python runners: early stop, deadline, output pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import structlog
+
+from agentflow.worker.output import Capture, read_pipe
+from agentflow.worker.runs import Reporter, TaskRun
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+# How long output may keep arriving after a task ended (its pipes reach EOF once every
+# process holding them is gone; something that escaped the process group may not go).
+DRAIN_S = 1.0
+
+
+def report(method: Callable[..., None], *args: object) -> None:
+    """Calls a Reporter method; its failure is logged, never the task's problem.
+
+    A reporter raising inside the pipe reader would stop the reading, and a task
+    whose pipe is full blocks forever.
+    """
+    try:
+        method(*args)
+    except Exception:
+        log.exception("reporter failed", method=getattr(method, "__name__", "?"))
+
+
+class Stop:
+    """A request to end an attempt early; the first reason given wins."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+Ending = Literal["done", "stopped", "timeout"]
+
+
+async def race(work: Awaitable[T], stop: Stop, deadline: float | None) -> tuple[Ending, T | None]:
+    """Awaits `work` unless the stop request or the deadline (loop time) comes first.
+
+    `work` is cancelled when it loses. Finishing wins a tie: a task that completed as
+    it was cancelled completed.
+    """
+    loop = asyncio.get_running_loop()
+    work_task = asyncio.ensure_future(work)
+    stop_task = loop.create_task(stop.event.wait())
+    timeout = None if deadline is None else max(0.0, deadline - loop.time())
+    try:
+        await asyncio.wait({work_task, stop_task}, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        await cancel_quietly(stop_task)
+        if not work_task.done():
+            await cancel_quietly(work_task)
+    if work_task.done() and not work_task.cancelled():
+        return "done", work_task.result()
+    if stop.event.is_set():
+        return "stopped", None
+    return "timeout", None
+
+
+async def cancel_quietly(task: asyncio.Future[T]) -> None:
+    """Cancels `task` and waits for it, without swallowing our own cancellation."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+class OutputPipes:
+    """The stdout and stderr pipes of one attempt, read into a Capture.
+
+    Lifecycle: create (pipes exist; `write_fds` go to the child), `started()` once the
+    child holds its copies (the parent's write ends are closed, so EOF means the child
+    side is gone), `finish()` after the task ended.
+    """
+
+    def __init__(self, run: TaskRun, reporter: Reporter, batch_bytes: int, batch_s: float):
+        self.capture = Capture(
+            lambda stream, text: report(reporter.log, run.task_id, run.attempt, stream, text),
+            batch_bytes,
+            batch_s,
+        )
+        self._out_r, self._out_w = os.pipe()
+        self._err_r, self._err_w = os.pipe()
+        self._readers: list[asyncio.Task[None]] = []
+
+    @property
+    def write_fds(self) -> tuple[int, int]:
+        return (self._out_w, self._err_w)
+
+    def started(self) -> None:
+        self.close_write_ends()
+        loop = asyncio.get_running_loop()
+        self.capture.start()
+        out_r, err_r, self._out_r, self._err_r = self._out_r, self._err_r, -1, -1
+        self._readers = [
+            loop.create_task(read_pipe(out_r, self.capture.stdout.feed)),
+            loop.create_task(read_pipe(err_r, self.capture.stderr.feed)),
+        ]
+
+    def close_write_ends(self) -> None:
+        for fd in (self._out_w, self._err_w):
+            if fd >= 0:
+                os.close(fd)
+        self._out_w = self._err_w = -1
+
+    async def finish(self, drain_s: float = DRAIN_S) -> tuple[str, str]:
+        """Waits (bounded) for the rest of the output, flushes it; returns the tails."""
+        self.close_write_ends()
+        for fd in (self._out_r, self._err_r):
+            if fd >= 0:
+                os.close(fd)
+        self._out_r = self._err_r = -1
+        if self._readers:
+            _, pending = await asyncio.wait(self._readers, timeout=drain_s)
+            for task in pending:
+                await cancel_quietly(task)
+            for task in self._readers:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
+            self._readers = []
+        await self.capture.close()
+        return self.capture.stdout.tail(), self.capture.stderr.tail()
