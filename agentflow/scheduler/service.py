@@ -39,7 +39,8 @@ _ON_WORKER = (TS.TASK_STATE_ASSIGNED, TS.TASK_STATE_RUNNING)
 class SchedulerConfig:
     aging_seconds: float | None = 30.0  # one priority level gained per this wait
     dispatch_batch: int = 1024  # assignments per AssignTasks command
-    max_scan: int = 4096  # queued tasks examined per round when few fit
+    max_scan: int = 1024  # queued tasks examined per round when few fit
+    prefetch: float = 1.0  # assignments held beyond a worker's concurrency, as a share
     retry_backoff_cap_ms: int = 300_000
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
     retention_keep: int = 100_000  # and at most this many
@@ -223,9 +224,12 @@ class Scheduler:
     def _plan(self, now_ms: int) -> list[state_pb2.Assignment]:
         if not self.queue or not self._live:
             return []
-        views = worker_views(self.state, self._live)
+        views = worker_views(self.state, self._live, self.config.prefetch)
         usable = {wid: v for wid, v in views.items() if v.alive and not v.draining}
-        if not usable:
+        # Scanning the queue costs O(scanned); with every slot taken nothing can be
+        # placed, and a round per applied command would rescan a long queue for naught.
+        free = sum(max(0, v.capacity - v.running) for v in usable.values())
+        if not free:
             return []
         chosen: list[state_pb2.Assignment] = []
 
@@ -249,7 +253,7 @@ class Scheduler:
             return True
 
         self.queue.pop_matching(
-            now_ms / 1000, fits, self.config.dispatch_batch, self.config.max_scan
+            now_ms / 1000, fits, min(free, self.config.dispatch_batch), self.config.max_scan
         )
         return chosen
 
@@ -474,4 +478,4 @@ class Scheduler:
     # -- queries -----------------------------------------------------------------------
 
     def views(self) -> dict[str, WorkerView]:
-        return worker_views(self.state, self._live)
+        return worker_views(self.state, self._live, self.config.prefetch)

@@ -34,7 +34,8 @@ class Rig:
         self.replicator = DirectReplicator(self.state)
         self.clock = Clock()
         self.proposer = Proposer(self.replicator, self.state, self.clock)
-        self.config = SchedulerConfig(**config)  # type: ignore[arg-type]
+        # No prefetch unless a test asks: capacity then means exactly concurrency.
+        self.config = SchedulerConfig(**{"prefetch": 0.0, **config})  # type: ignore[arg-type]
         self.scheduler = self.new_scheduler()
 
     def new_scheduler(self) -> Scheduler:
@@ -384,3 +385,13 @@ async def test_leader_backstop_takes_back_a_task_past_its_timeout() -> None:
     assert task.state == TS.TASK_STATE_FAILED
     assert "timed out (leader backstop)" in task.errors[-1]
     assert session.cancelled == [(tid, 1, "timed out")]
+
+
+async def test_prefetch_lets_a_worker_hold_more_than_it_runs() -> None:
+    rig = Rig(prefetch=1.0)
+    await rig.submit(*(shell(f"t{i}") for i in range(10)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=2)
+        await session.wait_for(4)
+        await rig.settle()
+    assert len(session.assigned) == 4  # 2 running + 2 waiting in the worker's queue
