@@ -46,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 Transport = Literal["auto", "grpc", "http"]
 DEFAULT_HEARTBEAT_S = 2.0
+STARTED_GRACE_S = 0.05
 RECENT_KEYS = 4096  # finished attempts remembered, to ignore a repeated assignment
 DONE_ACK_WAIT_S = 5.0
 MIN_GOOD_SESSION_S = 2.0
@@ -260,10 +261,15 @@ class Agent:
 
     async def _run_one(self, task: state_pb2.Task) -> None:
         key = (task.id, task.attempt)
-        self.outbound.started(*key)
+        # A task done within the grace never reports "started": its result says it
+        # all, and each report is a replicated command (half the commits of short tasks).
+        started = asyncio.get_running_loop().call_later(
+            STARTED_GRACE_S, self.outbound.started, *key
+        )
         try:
             outcome = await self.executor.run(self._task_run(task), self._reporter)
         finally:
+            started.cancel()
             del self._running[key]
             self._recent[key] = None
             while len(self._recent) > RECENT_KEYS:
