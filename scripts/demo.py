@@ -44,25 +44,10 @@ def agentflow(cluster: MasterCluster, *args: str, check: bool = True) -> int:
 
 
 def start_workers(cluster: MasterCluster, group: ProcessGroup) -> None:
-    http = ",".join(f"127.0.0.1:{cluster.http_ports[n]}" for n in cluster.ids)
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "examples"), os.environ.get("PYTHONPATH", "")])
-    }
+    paths = [str(ROOT / "examples"), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     for worker_id, groups in (("builder", "build,default"), ("runner", "linux,default")):
-        group.spawn(
-            worker_id,
-            [
-                str(BIN / "agentflow-worker"),
-                "--master-url", cluster.url(),
-                "--http-url", http,
-                "--worker-id", worker_id,
-                "--group", groups,
-                "--cpu-cores", "2",
-                "--reconnect-base", "0.2",
-                "--reconnect-max", "2",
-            ],
-            env,
-        )  # fmt: skip
+        cluster.start_worker(group, worker_id, groups, "--cpu-cores", "2", env=env)
 
 
 def fanout_yaml(path: Path) -> None:

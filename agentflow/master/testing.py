@@ -117,6 +117,37 @@ class MasterCluster:
                 raise TimeoutError(f"only {len(st.members)} members after {timeout} s")
             await asyncio.sleep(0.1)
 
+    def worker_command(self, worker_id: str, groups: str = "default", *extra: str) -> list[str]:
+        """`agentflow-worker` pointed at every master (gRPC and the HTTP shim), with
+        quick reconnects for tests; `extra` flags are appended."""
+        http = ",".join(f"127.0.0.1:{self.http_ports[n]}" for n in self.ids)
+        return [
+            sys.executable, "-m", "agentflow.worker.main",
+            "--master-url", self.url(),
+            "--http-url", http,
+            "--worker-id", worker_id,
+            "--group", groups,
+            "--reconnect-base", "0.1",
+            "--reconnect-max", "1",
+            *extra,
+        ]  # fmt: skip
+
+    def start_worker(
+        self,
+        group: ProcessGroup,
+        worker_id: str,
+        groups: str = "default",
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Start a worker as a child in `group` (kept apart from the masters' group so
+        a test can kill masters and workers separately)."""
+        group.spawn(
+            worker_id,
+            self.worker_command(worker_id, groups, *extra),
+            {"AGENTFLOW_WORKER_ID": worker_id, **(env or {})},
+        )
+
     def kill(self, node: str) -> None:
         self.group.kill(node)
 

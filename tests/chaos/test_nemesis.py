@@ -43,21 +43,8 @@ TASK = "python:agentflow.worker.testing_tasks:journal"
 
 
 def start_worker(cluster: MasterCluster, group: ProcessGroup, worker_id: str) -> None:
-    http = ",".join(f"127.0.0.1:{cluster.http_ports[n]}" for n in cluster.ids)
-    group.spawn(
-        worker_id,
-        [
-            sys.executable, "-m", "agentflow.worker.main",
-            "--master-url", cluster.url(),
-            "--http-url", http,
-            "--worker-id", worker_id,
-            "--group", "default",
-            "--cpu-cores", "4",
-            "--reconnect-base", "0.1",
-            "--reconnect-max", "1",
-        ],
-        {"AGENTFLOW_WORKER_ID": worker_id, "WORKER_MAX_CONCURRENT_TASKS": "4"},
-    )  # fmt: skip
+    env = {"WORKER_MAX_CONCURRENT_TASKS": "4"}
+    cluster.start_worker(group, worker_id, "default", "--cpu-cores", "4", env=env)
 
 
 async def submitter(client: AsyncClient, journal: Path, history: History) -> None:

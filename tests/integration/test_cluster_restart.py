@@ -4,7 +4,6 @@ from its disks keeps every task and finishes the pending work."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 from agentflow import AsyncClient, TaskSpec, TaskState
@@ -12,25 +11,12 @@ from agentflow.common.processes import ProcessGroup
 from agentflow.master.testing import MasterCluster
 
 
-def start_worker(cluster: MasterCluster, group: ProcessGroup) -> None:
-    http = ",".join(f"127.0.0.1:{cluster.http_ports[n]}" for n in cluster.ids)
-    group.spawn(
-        "w1",
-        [
-            sys.executable, "-m", "agentflow.worker.main",
-            "--master-url", cluster.url(), "--http-url", http, "--worker-id", "w1",
-            "--group", "default", "--reconnect-base", "0.1", "--reconnect-max", "1",
-        ],
-        {"WORKER_MAX_CONCURRENT_TASKS": "2"},
-    )  # fmt: skip
-
-
 async def test_full_restart_from_disk_keeps_tasks_and_resumes_work(tmp_path: Path) -> None:
     cluster = MasterCluster(tmp_path / "masters", size=3)
     workers = ProcessGroup(tmp_path / "workers")
     try:
         await cluster.start_all()
-        start_worker(cluster, workers)
+        cluster.start_worker(workers, "w1", env={"WORKER_MAX_CONCURRENT_TASKS": "2"})
         async with AsyncClient(cluster.url()) as client:
             ids = await client.submit_many(
                 [TaskSpec("shell:sleep 0.3", name=f"t{i}", max_retries=3) for i in range(20)]
@@ -46,7 +32,7 @@ async def test_full_restart_from_disk_keeps_tasks_and_resumes_work(tmp_path: Pat
         for node in cluster.ids:
             cluster.start(node)
         await cluster.leader(30)
-        start_worker(cluster, workers)
+        cluster.start_worker(workers, "w1", env={"WORKER_MAX_CONCURRENT_TASKS": "2"})
         async with AsyncClient(cluster.url()) as client:
             finals = [await client.wait_task(i, timeout=60) for i in ids]
         assert [t.id for t in finals] == ids
