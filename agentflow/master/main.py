@@ -46,6 +46,13 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
 @click.option("--aging-seconds", type=float, default=30.0, show_default=True)
 @click.option("--retention-hours", type=float, default=168.0, show_default=True)
 @click.option("--retention-count", type=int, default=100_000, show_default=True)
+@click.option(
+    "--prefetch",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="Assignments a worker may hold beyond its concurrency, as a share of it.",
+)
 @click.option("--snapshot-every", type=int, default=10_000, show_default=True)
 @click.option("--tick-ms", type=float, default=50.0, show_default=True)
 def main(
@@ -62,6 +69,7 @@ def main(
     aging_seconds: float,
     retention_hours: float,
     retention_count: int,
+    prefetch: float,
     snapshot_every: int,
     tick_ms: float,
 ) -> None:
@@ -84,6 +92,7 @@ def main(
                 aging_seconds=aging_seconds if aging_seconds > 0 else None,
                 retention_seconds=retention_hours * 3600,
                 retention_keep=retention_count,
+                prefetch=prefetch,
             ),
         )
     except ValueError as exc:

@@ -40,7 +40,7 @@ class SchedulerConfig:
     aging_seconds: float | None = 30.0  # one priority level gained per this wait
     dispatch_batch: int = 1024  # assignments per AssignTasks command
     max_scan: int = 1024  # queued tasks examined per round when few fit
-    prefetch: float = 1.0  # assignments held beyond a worker's concurrency, as a share
+    prefetch: float = 3.0  # assignments held beyond a worker's concurrency, as a share
     retry_backoff_cap_ms: int = 300_000
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
     retention_keep: int = 100_000  # and at most this many

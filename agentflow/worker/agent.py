@@ -69,7 +69,7 @@ class AgentConfig:
     transport: Transport = "auto"
     backoff_base: float = 5.0
     backoff_max: float = 60.0
-    connect_timeout: float = 3.0
+    connect_timeout: float = 1.0  # per attempt; a dead leader costs this much at failover
     poll_timeout: float = 10.0  # HTTP long poll (heartbeat acks end most polls sooner)
     grpc_retry_interval: float = 60.0  # on the shim in auto mode: probe gRPC this often
     task_memory_limit_mb: int | None = None  # for tasks that do not ask for memory

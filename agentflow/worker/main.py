@@ -150,7 +150,13 @@ async def serve(agent: Agent) -> None:
     help="First reconnect delay, seconds (doubles per failure).",
 )
 @click.option("--reconnect-max", type=float, default=60.0, show_default=True)
-@click.option("--connect-timeout", type=float, default=3.0, show_default=True)
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait for a master to answer a connect; a dead leader costs this at failover.",
+)
 @click.option(
     "--drain-timeout",
     type=float,

@@ -291,4 +291,4 @@ def test_rendered_cluster_runs_the_helm_test_workflow(pods: Pods, render: Any) -
         assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}\n{pods.logs()}"
     # The last command waited for the workflow, which ran on the chart's worker.
     assert "state: succeeded" in result.stdout
-    assert f" {pod} " in result.stdout  # the worker column of the task table
+    assert f" {pod}" in result.stdout  # the worker column of the task table
