@@ -62,7 +62,7 @@ class Forwarder:
         address = self._node.leader_address()
         if not address:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "leader address unknown; retry")
-        call: grpc.aio.UnaryUnaryMultiCallable[Message, R] = self._channel(address).unary_unary(
+        call: grpc.aio.UnaryUnaryMultiCallable[Message, R] = self.channel(address).unary_unary(
             f"/agentflow.v1.{service}/{method}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_type,
@@ -84,7 +84,8 @@ class Forwarder:
             await context.abort(exc.code(), exc.details() or "")
             raise AssertionError("unreachable") from exc
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """A cached channel to another master; all are closed with the forwarder."""
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

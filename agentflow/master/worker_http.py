@@ -36,7 +36,6 @@ from agentflow._proto import worker_pb2 as wpb
 from agentflow.master.outbox import Outbox
 from agentflow.master.worker_bridge import LeaderBridge
 from agentflow.master.worker_sessions import MasterSession, Refusal, Sessions, refusal
-from agentflow.raft.transport import CHANNEL_OPTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +81,6 @@ class ShimServer:
         self.sessions = sessions
         self.rt = sessions.rt
         self._endpoints: dict[str, Endpoint] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/workers/connect", self.connect)
@@ -116,7 +114,7 @@ class ShimServer:
         if not address:
             return refusal(Refusal.UNAVAILABLE, "no leader known yet; try again")
         try:
-            return await LeaderBridge.open(self._channel(address), hello)
+            return await LeaderBridge.open(self.rt.forwarder.channel(address), hello)
         except (grpc.aio.AioRpcError, TimeoutError) as exc:
             return refusal(Refusal.UNAVAILABLE, f"cannot reach the leader at {address}: {exc}")
 
@@ -199,8 +197,6 @@ class ShimServer:
         finally:
             for endpoint in list(self._endpoints.values()):
                 self._forget(endpoint, "this master is stopping")
-            channels, self._channels = list(self._channels.values()), {}
-            await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
 
     def sweep(self) -> None:
         idle = self.sessions.config.http_idle_timeout
@@ -239,16 +235,9 @@ class ShimServer:
         if not address:
             raise web.HTTPServiceUnavailable(text="no leader known yet; retry")
         try:
-            return await call(self._channel(address))
+            return await call(self.rt.forwarder.channel(address))
         except grpc.aio.AioRpcError as exc:
             text = f"{exc.code().name}: {exc.details()}"
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise web.HTTPServiceUnavailable(text=text) from exc
             raise web.HTTPBadGateway(text=text) from exc
-
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            self._channels[address] = channel
-        return channel
