@@ -20,6 +20,7 @@ from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_i
 from agentflow.master.watch import watch_tasks
 from agentflow.raft.types import RaftError
 from agentflow.scheduler.explain import explain
+from agentflow.scheduler.placement import DEFAULT_GROUP
 from agentflow.state import (
     Dag,
     DagError,
@@ -178,19 +179,17 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def _matching(self, request: api.ListTasksRequest) -> Iterable[state_pb2.Task]:
         state = self.rt.state
-        if request.workflow_id:
-            candidates: Iterable[state_pb2.Task] = state.tasks_of_workflow(request.workflow_id)
-        elif request.states:
-            wanted = set(request.states)
-            # Keep submission order across states: filter the whole table once.
-            candidates = (t for t in state.tasks.values() if t.state in wanted)
-        else:
-            candidates = state.tasks.values()
+        # Submission order across states: one pass over the table (or the workflow).
+        candidates: Iterable[state_pb2.Task] = (
+            state.tasks_of_workflow(request.workflow_id)
+            if request.workflow_id
+            else state.tasks.values()
+        )
         states = set(request.states)
         for task in candidates:
             if states and task.state not in states:
                 continue
-            if request.group and (task.spec.group or "default") != request.group:
+            if request.group and (task.spec.group or DEFAULT_GROUP) != request.group:
                 continue
             yield task
 
