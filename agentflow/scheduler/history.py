@@ -95,8 +95,8 @@ def commits_from_log(entries: Iterable[tuple[int, bytes]]) -> list[Commit]:
     state = SchedulerState()
     commits: list[Commit] = []
     for index, data in entries:
-        result = state.apply(index, data)
         cmd = state_pb2.Command.FromString(data)
+        result = state.apply_command(index, cmd)
         refused = {r.split(":", 1)[0] for r in result.rejected}
         kind = cmd.WhichOneof("kind")
         if result.duplicate or result.error.code:
