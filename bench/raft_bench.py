@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -27,14 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import emit, percentile
+
 from agentflow._proto import kv_pb2
 from agentflow.raft.testing.cluster import KvCluster
 from agentflow.raft.testing.kvclient import KvClient
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def load(
@@ -126,11 +122,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--data-dir", type=Path, help="parent of the cluster's data folders")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(asyncio.run(main_async(args)), args.out)
 
 
 if __name__ == "__main__":

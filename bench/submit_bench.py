@@ -18,21 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from benchlib import emit, percentile, run_in
+
 from agentflow import AsyncClient, TaskSpec, Workflow
 from agentflow.master.testing import MasterCluster
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run_for(
@@ -142,15 +137,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--data-dir", type=Path, help="keep the masters' data here")
     args = parser.parse_args()
-    if args.data_dir:
-        report = asyncio.run(bench(args.seconds, args.data_dir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="agentflow-bench-") as tmp:
-            report = asyncio.run(bench(args.seconds, Path(tmp)))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report = run_in(args.data_dir, "agentflow-bench-", lambda root: bench(args.seconds, root))
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchlib import emit, run_in
 
 from agentflow import AsyncClient, TaskSpec, TaskState
 from agentflow.master.testing import MasterCluster
@@ -140,15 +140,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--data-dir", type=Path, help="keep data and logs here")
     args = parser.parse_args()
-    if args.data_dir:
-        report = asyncio.run(bench(args.tasks, args.concurrency, args.masters, args.data_dir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="agentflow-worker-bench-") as tmp:
-            report = asyncio.run(bench(args.tasks, args.concurrency, args.masters, Path(tmp)))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report = run_in(
+        args.data_dir,
+        "agentflow-worker-bench-",
+        lambda root: bench(args.tasks, args.concurrency, args.masters, root),
+    )
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
