@@ -173,7 +173,11 @@ class RaftNode:
         next_at = loop.time() + interval
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at += interval
+            # One tick per wake-up, and ticks missed while the loop was busy are
+            # dropped (as Go's time.Ticker does): a node blocked by a long apply must
+            # not see an election timeout pass in one burst and campaign against a
+            # healthy leader.
+            next_at = max(next_at + interval, loop.time() + interval)
             self._ticks += 1
             self._wake.set()
 
