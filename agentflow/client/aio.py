@@ -355,7 +355,7 @@ class AsyncClient(ClientBase):
         DeadlineExceededError after `timeout` seconds; the task keeps going.
         """
         limit = Deadline.after(timeout)
-        return await self._wait_task(await self.get(task_id), limit, on_event)
+        return await self._watch_task(task_id, limit, on_event)
 
     async def wait_workflow(
         self,
@@ -373,13 +373,20 @@ class AsyncClient(ClientBase):
     ) -> Task:
         if task.is_finished:
             return task
-        request = requests.watch_tasks([task.id], "", include_progress=True)
-        what = f"wait for task {task.id}"
+        return await self._watch_task(task.id, limit, on_event)
+
+    async def _watch_task(
+        self, task_id: str, limit: Deadline | None, on_event: Callable[[TaskEvent], None] | None
+    ) -> Task:
+        """One watch call: its first event is the task as it is now (NotFoundError if
+        there is none), so waiting costs no separate read."""
+        request = requests.watch_tasks([task_id], "", include_progress=True, must_exist=True)
+        what = f"wait for task {task_id}"
         async with aclosing(self._events(request, limit=limit, what=what)) as events:
             async for event in events:
                 if on_event is not None:
                     on_event(event)
-                if event.task.id == task.id and event.task.is_finished:
+                if event.task.id == task_id and event.task.is_finished:
                     return event.task
         raise AgentFlowError(f"{what}: the watch ended")  # _events only ends by raising
 

@@ -97,13 +97,19 @@ def list_tasks(
 
 
 def watch_tasks(
-    task_ids: Iterable[str] | str, workflow_id: str, include_progress: bool
+    task_ids: Iterable[str] | str,
+    workflow_id: str,
+    include_progress: bool,
+    must_exist: bool = False,
 ) -> api.WatchTasksRequest:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     for i, task_id in enumerate(ids):
         check_id(task_id, f"task_ids[{i}]")
     return api.WatchTasksRequest(
-        task_ids=ids, workflow_id=workflow_id, include_progress=include_progress
+        task_ids=ids,
+        workflow_id=workflow_id,
+        include_progress=include_progress,
+        must_exist=must_exist,
     )
 
 

@@ -348,7 +348,7 @@ class Client(ClientBase):
         DeadlineExceededError after `timeout` seconds; the task keeps going.
         """
         limit = Deadline.after(timeout)
-        return self._wait_task(self.get(task_id), limit, on_event)
+        return self._watch_task(task_id, limit, on_event)
 
     def wait_workflow(
         self,
@@ -366,13 +366,20 @@ class Client(ClientBase):
     ) -> Task:
         if task.is_finished:
             return task
-        request = requests.watch_tasks([task.id], "", include_progress=True)
-        what = f"wait for task {task.id}"
+        return self._watch_task(task.id, limit, on_event)
+
+    def _watch_task(
+        self, task_id: str, limit: Deadline | None, on_event: Callable[[TaskEvent], None] | None
+    ) -> Task:
+        """One watch call: its first event is the task as it is now (NotFoundError if
+        there is none), so waiting costs no separate read."""
+        request = requests.watch_tasks([task_id], "", include_progress=True, must_exist=True)
+        what = f"wait for task {task_id}"
         with closing(self._events(request, limit=limit, what=what)) as events:
             for event in events:
                 if on_event is not None:
                     on_event(event)
-                if event.task.id == task.id and event.task.is_finished:
+                if event.task.id == task_id and event.task.is_finished:
                     return event.task
         raise AgentFlowError(f"{what}: the watch ended")  # _events only ends by raising
 

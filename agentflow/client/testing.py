@@ -424,6 +424,10 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
         if fault is not None:
             _abort(context, fault.code, fault.details, fault.leader_address)
         wanted = set(request.task_ids)
+        if request.must_exist:
+            for i, task_id in enumerate(request.task_ids):
+                if task_id not in self.state.tasks:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"task_ids[{i}]: no task {task_id!r}")
 
         def matches(task: pb.Task) -> bool:
             if wanted and task.id not in wanted:

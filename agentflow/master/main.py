@@ -51,7 +51,22 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
     type=click.FloatRange(min=0),
     default=3.0,
     show_default=True,
-    help="Assignments a worker may hold beyond its concurrency, as a share of it.",
+    help="Assignments a worker may hold beyond its concurrency, as a share of it "
+    "(0 = none, and no adaptive prefetch either).",
+)
+@click.option(
+    "--prefetch-window-ms",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="A worker of short tasks may hold as many more as it finishes in this time.",
+)
+@click.option(
+    "--prefetch-max",
+    type=click.IntRange(min=0),
+    default=256,
+    show_default=True,
+    help="Cap on the adaptive prefetch, per worker.",
 )
 @click.option("--snapshot-every", type=int, default=10_000, show_default=True)
 @click.option("--tick-ms", type=float, default=50.0, show_default=True)
@@ -70,6 +85,8 @@ def main(
     retention_hours: float,
     retention_count: int,
     prefetch: float,
+    prefetch_window_ms: float,
+    prefetch_max: int,
     snapshot_every: int,
     tick_ms: float,
 ) -> None:
@@ -93,6 +110,8 @@ def main(
                 retention_seconds=retention_hours * 3600,
                 retention_keep=retention_count,
                 prefetch=prefetch,
+                prefetch_window=prefetch_window_ms / 1000,
+                prefetch_max=prefetch_max,
             ),
         )
     except ValueError as exc:

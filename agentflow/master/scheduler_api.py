@@ -17,7 +17,7 @@ from agentflow._proto import scheduler_pb2_grpc, state_pb2
 from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
-from agentflow.master.watch import watch_tasks
+from agentflow.master.watch import missing_task, watch_tasks
 from agentflow.raft.types import RaftError
 from agentflow.scheduler.explain import explain
 from agentflow.scheduler.placement import DEFAULT_GROUP
@@ -197,6 +197,8 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: api.WatchTasksRequest, context: Ctx
     ) -> AsyncIterator[api.TaskEvent]:
         await self._barrier(context)
+        if (error := missing_task(self.rt.state, request)) is not None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, error)
         async for event in watch_tasks(self.rt.state, request):
             yield event
 

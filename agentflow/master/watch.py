@@ -25,6 +25,16 @@ def _wanted(state: SchedulerState, request: api.WatchTasksRequest) -> set[str] |
     return None
 
 
+def missing_task(state: SchedulerState, request: api.WatchTasksRequest) -> str | None:
+    """With `must_exist`, the error naming the first listed task that does not exist."""
+    if not request.must_exist:
+        return None
+    for i, task_id in enumerate(request.task_ids):
+        if task_id not in state.tasks:
+            return f"task_ids[{i}]: no task {task_id!r}"
+    return None
+
+
 def _without_progress(task: state_pb2.Task) -> bytes:
     copy = state_pb2.Task()
     copy.CopyFrom(task)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 import random
 import time
 from collections.abc import Callable, Collection
@@ -41,6 +42,11 @@ class SchedulerConfig:
     dispatch_batch: int = 1024  # assignments per AssignTasks command
     max_scan: int = 1024  # queued tasks examined per round when few fit
     prefetch: float = 3.0  # assignments held beyond a worker's concurrency, as a share
+    # ... and more when its tasks are short: enough to keep it busy this long, up to
+    # prefetch_max, so that a commit round trip between a result and the next
+    # assignment never leaves it idle (see Scheduler._prefetch).
+    prefetch_window: float = 0.05
+    prefetch_max: int = 256
     retry_backoff_cap_ms: int = 300_000
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
     retention_keep: int = 100_000  # and at most this many
@@ -51,6 +57,8 @@ class SchedulerConfig:
     timeout_grace: float = 10.0  # leader backstop: task timeout plus this
 
     def __post_init__(self) -> None:
+        if self.prefetch < 0 or self.prefetch_window < 0 or self.prefetch_max < 0:
+            raise ValueError("prefetch, prefetch_window and prefetch_max must be >= 0")
         for name in ("dispatch_batch", "max_scan", "retention_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -70,6 +78,14 @@ class _Live:
     session: WorkerSession
     usage: Usage = field(default_factory=Usage)
     last_heartbeat: float = 0.0
+    last_result: float = 0.0
+    result_gap: float = 0.0  # smoothed seconds between results while it had no idle slot
+
+    def note_result(self, now: float, busy: bool) -> None:
+        if busy and self.last_result:
+            gap = now - self.last_result
+            self.result_gap = gap if not self.result_gap else 0.8 * self.result_gap + 0.2 * gap
+        self.last_result = now
 
 
 class Scheduler:
@@ -224,7 +240,7 @@ class Scheduler:
     def _plan(self, now_ms: int) -> list[state_pb2.Assignment]:
         if not self.queue or not self._live:
             return []
-        views = worker_views(self.state, self._live, self.config.prefetch)
+        views = worker_views(self.state, self._live, self._prefetch)
         usable = {wid: v for wid, v in views.items() if v.alive and not v.draining}
         # Scanning the queue costs O(scanned); with every slot taken nothing can be
         # placed, and a round per applied command would rescan a long queue for naught.
@@ -455,6 +471,11 @@ class Scheduler:
         """Commit a result. False: refused as stale (another attempt is current, or
         the task is already final); the worker should drop it."""
         self.heartbeat(worker_id)
+        live = self._live.get(worker_id)
+        if live is not None:
+            known = self.state.workers.get(worker_id)
+            busy = known is not None and self.state.held_count(worker_id) > known.info.capacity
+            live.note_result(self._clock(), busy)
         task = self.state.task(task_id)
         delay = self.retry_delay_ms(task, attempt) if task is not None else 0
         cmd = state_pb2.Command(
@@ -478,4 +499,18 @@ class Scheduler:
     # -- queries -----------------------------------------------------------------------
 
     def views(self) -> dict[str, WorkerView]:
-        return worker_views(self.state, self._live, self.config.prefetch)
+        return worker_views(self.state, self._live, self._prefetch)
+
+    def _prefetch(self, worker: state_pb2.Worker) -> int:
+        """Assignments a worker may hold beyond its concurrency: the configured share
+        of it, or, when its results come faster than one per `prefetch_window`, as
+        many as it finishes in that window (a result's commit and the assignment
+        that refills the slot are two commit round trips: without this, a worker of
+        short tasks runs dry while they are under way)."""
+        concurrency = max(0, worker.info.capacity)
+        floor = int(concurrency * self.config.prefetch)
+        live = self._live.get(worker.info.id)
+        if live is None or not live.result_gap or floor >= self.config.prefetch_max:
+            return floor
+        wanted = math.ceil(self.config.prefetch_window / live.result_gap)
+        return max(floor, min(self.config.prefetch_max, wanted))

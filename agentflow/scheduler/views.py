@@ -7,7 +7,7 @@ workers anything: the state already says which tasks each worker holds.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from agentflow._proto import state_pb2
 from agentflow.scheduler.placement import DEFAULT_GROUP, TaskRequirements, WorkerView
@@ -32,11 +32,11 @@ def worker_view(
     worker: state_pb2.Worker,
     held: Collection[state_pb2.Task],
     connected: bool,
-    prefetch: float = 0.0,
+    prefetch: int = 0,
 ) -> WorkerView:
-    """`prefetch`: assignments a worker may hold beyond its concurrency, as a share
-    of it (1.0 = as many again). They wait in the worker's own queue, so the next
-    task starts when one ends instead of a commit round trip later."""
+    """`prefetch`: assignments a worker may hold beyond its concurrency. They wait in
+    the worker's own queue, so the next task starts when one ends instead of a commit
+    round trip later."""
     info = worker.info
     cpu = sum(t.spec.cpu for t in held)
     memory = sum(t.spec.memory_mb for t in held)
@@ -52,18 +52,23 @@ def worker_view(
         gpus_total=info.gpu_count,
         gpus_free_indices=tuple(i for i in range(info.gpu_count) if i not in used_gpus),
         running=len(held),
-        capacity=max(0, info.capacity) + int(max(0, info.capacity) * prefetch),
+        capacity=max(0, info.capacity) + max(0, prefetch),
         alive=connected and worker.state in (_ONLINE, _DRAINING),
         draining=worker.state == _DRAINING,
     )
 
 
 def worker_views(
-    state: SchedulerState, connected: Mapping[str, object], prefetch: float = 0.0
+    state: SchedulerState,
+    connected: Mapping[str, object],
+    prefetch: Callable[[state_pb2.Worker], int] | None = None,
 ) -> dict[str, WorkerView]:
-    """Views of every worker that is not gone for good (LOST and OFFLINE are left out)."""
+    """Views of every worker that is not gone for good (LOST and OFFLINE are left out).
+    `prefetch(worker)`: how many assignments it may hold beyond its concurrency."""
     return {
-        wid: worker_view(w, state.tasks_of_worker(wid), wid in connected, prefetch)
+        wid: worker_view(
+            w, state.tasks_of_worker(wid), wid in connected, prefetch(w) if prefetch else 0
+        )
         for wid, w in state.workers.items()
         if w.state in (_ONLINE, _DRAINING)
     }

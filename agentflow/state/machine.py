@@ -216,6 +216,10 @@ class SchedulerState:
         """ASSIGNED or RUNNING tasks of a worker, in creation order."""
         return self._in_creation_order(self._by_worker.get(worker_id, ()))
 
+    def held_count(self, worker_id: str) -> int:
+        """How many tasks a worker holds (ASSIGNED or RUNNING), in O(1)."""
+        return len(self._by_worker.get(worker_id, ()))
+
     def tasks_of_workflow(self, workflow_id: str) -> list[state_pb2.Task]:
         """The workflow's tasks in submission order; [] for an unknown workflow."""
         wf = self.workflows.get(workflow_id)

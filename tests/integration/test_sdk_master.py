@@ -112,6 +112,9 @@ def test_server_errors_map_to_sdk_errors(client: Client) -> None:
         client.get_workflow(unique("missing"))
     with pytest.raises(NotFoundError):
         client.cancel(unique("missing"))
+    missing = unique("missing")
+    with pytest.raises(NotFoundError, match=f"task_ids\\[0\\]: no task '{missing}'"):
+        client.wait_task(missing, timeout=5)  # one watch call, refused at once
 
 
 def test_the_server_names_a_cycle_too(master: str) -> None:
@@ -173,6 +176,7 @@ def test_wait_and_watch(client: Client) -> None:
         changed = next(events)
         assert not changed.initial and changed.task.state is TaskState.CANCELLED
     assert client.wait(task_id).state is TaskState.CANCELLED
+    assert client.wait_task(task_id, timeout=5).state is TaskState.CANCELLED  # already final
 
 
 async def test_watch_sees_a_reprioritize(master: str) -> None:
@@ -210,6 +214,12 @@ async def test_async_client(master: str) -> None:
         with pytest.raises(DeadlineExceededError):
             await client.wait(ids[1], timeout=0.2)
         assert ids[1] in [t.id async for t in client.list(states=["ready"], page_size=1)]
+        waiting = asyncio.create_task(client.wait_task(ids[1], timeout=20))
+        await asyncio.sleep(0.3)
+        await client.cancel(ids[1])
+        assert (await waiting).state is TaskState.CANCELLED
+        with pytest.raises(NotFoundError):
+            await client.wait_task("no-such-task-here", timeout=5)
 
 
 async def test_leader_failover(tmp_path: Path) -> None:

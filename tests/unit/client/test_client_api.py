@@ -178,6 +178,15 @@ def test_wait_task_follows_events(client: Client, fake: FakeMaster) -> None:
     assert client.wait(task_id).state is TaskState.SUCCEEDED  # already final: no watch
 
 
+def test_wait_task_is_one_watch_call(client: Client, fake: FakeMaster) -> None:
+    task_id = client.submit("shell:a")
+    later(0.1, fake.finish, task_id)
+    assert client.wait_task(task_id, timeout=5).state is TaskState.SUCCEEDED
+    assert not fake.calls("GetTask") and len(fake.calls("WatchTasks")) == 1
+    with pytest.raises(NotFoundError, match=r"task_ids\[0\]: no task 'nope'"):
+        client.wait_task("nope", timeout=5)
+
+
 def test_wait_timeout(client: Client, fake: FakeMaster) -> None:
     task_id = client.submit("shell:a")
     with pytest.raises(

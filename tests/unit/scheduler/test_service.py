@@ -395,3 +395,56 @@ async def test_prefetch_lets_a_worker_hold_more_than_it_runs() -> None:
         await session.wait_for(4)
         await rig.settle()
     assert len(session.assigned) == 4  # 2 running + 2 waiting in the worker's queue
+
+
+async def test_a_worker_of_short_tasks_may_hold_a_window_of_them() -> None:
+    """Results 5 ms apart with a 50 ms window: it may hold 10 beyond what it runs
+    (capped by prefetch_max), and no more than the share while nothing is known."""
+    rig = Rig(prefetch=1.0, prefetch_window=0.05, prefetch_max=8)
+    await rig.submit(*(shell(f"t{i}") for i in range(40)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1)
+        await session.wait_for(2)
+        await rig.settle()
+        assert len(session.assigned) == 2  # 1 running + the share (1.0) before any result
+        for task in session.assigned[:2]:
+            rig.clock.now += 0.005
+            await rig.scheduler.report_finished(
+                "w1", task.id, task.attempt, True, state_pb2.TaskResult()
+            )
+            await rig.settle()  # its slot refilled: the worker stays busy
+        await session.wait_for(2 + 1 + 8)
+        await rig.settle()
+        assert rig.state.held_count("w1") == 1 + 8  # prefetch_max, not ceil(0.05/0.005)
+
+
+async def test_slow_results_keep_the_configured_share() -> None:
+    rig = Rig(prefetch=1.0, prefetch_window=0.05)
+    await rig.submit(*(shell(f"t{i}") for i in range(40)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=2)
+        await session.wait_for(4)
+        for task in session.assigned[:2]:
+            rig.clock.now += 1.0  # one result a second: the window holds none
+            await rig.scheduler.report_finished(
+                "w1", task.id, task.attempt, True, state_pb2.TaskResult()
+            )
+        await session.wait_for(6)
+        await rig.settle()
+        assert rig.state.held_count("w1") == 4  # 2 running + 2 (the share)
+
+
+async def test_no_prefetch_means_no_adaptive_prefetch_either() -> None:
+    rig = Rig(prefetch=0.0)
+    await rig.submit(*(shell(f"t{i}") for i in range(10)))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=1)
+        for n in range(1, 4):
+            await session.wait_for(n)
+            rig.clock.now += 0.001
+            last = session.assigned[-1]
+            await rig.scheduler.report_finished(
+                "w1", last.id, last.attempt, True, state_pb2.TaskResult()
+            )
+            await rig.settle()
+            assert rig.state.held_count("w1") == 1
