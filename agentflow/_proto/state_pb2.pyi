@@ -595,6 +595,7 @@ class Command(_message.Message):
     SET_WORKER_STATE_FIELD_NUMBER: _builtins.int
     REQUEUE_TASKS_FIELD_NUMBER: _builtins.int
     PRUNE_FIELD_NUMBER: _builtins.int
+    FINISH_TASKS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """a client's idempotency key; empty = none"""
     now_ms: _builtins.int
@@ -623,6 +624,8 @@ class Command(_message.Message):
     def requeue_tasks(self) -> Global___RequeueTasks: ...
     @_builtins.property
     def prune(self) -> Global___Prune: ...
+    @_builtins.property
+    def finish_tasks(self) -> Global___FinishTasks: ...
     def __init__(
         self,
         *,
@@ -640,12 +643,13 @@ class Command(_message.Message):
         set_worker_state: Global___SetWorkerState | None = ...,
         requeue_tasks: Global___RequeueTasks | None = ...,
         prune: Global___Prune | None = ...,
+        finish_tasks: Global___FinishTasks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -838,6 +842,32 @@ class TaskFinished(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskFinished: _TypeAlias = TaskFinished  # noqa: Y015
+
+@_typing.final
+class FinishTasks(_message.Message):
+    """Results of several attempts in one entry, applied one after the other exactly as
+    that many TaskFinished commands would be (a stale one lands in `rejected`). The
+    leader never puts two reports for one task in a batch, so `rejected` (keyed by
+    task id) says which were refused.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskFinished]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___TaskFinished] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishTasks: _TypeAlias = FinishTasks  # noqa: Y015
 
 @_typing.final
 class CancelTasks(_message.Message):

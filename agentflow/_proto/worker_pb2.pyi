@@ -254,6 +254,28 @@ class ResultReport(_message.Message):
 Global___ResultReport: _TypeAlias = ResultReport  # noqa: Y015
 
 @_typing.final
+class ResultBatch(_message.Message):
+    """Results that ended close together, in one message (and one replicated command)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultReport]: ...
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___ResultReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultBatch: _TypeAlias = ResultBatch  # noqa: Y015
+
+@_typing.final
 class DrainNotice(_message.Message):
     """The worker stops taking work (SIGTERM, or it answers the master's `drain`);
     `done` = nothing runs any more and it is about to leave.
@@ -291,6 +313,7 @@ class WorkerMessage(_message.Message):
     LOGS_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """per worker process, increasing; echoed in `ack.seqs`"""
     @_builtins.property
@@ -307,6 +330,8 @@ class WorkerMessage(_message.Message):
     def result(self) -> Global___ResultReport: ...
     @_builtins.property
     def draining(self) -> Global___DrainNotice: ...
+    @_builtins.property
+    def results(self) -> Global___ResultBatch: ...
     def __init__(
         self,
         *,
@@ -318,12 +343,13 @@ class WorkerMessage(_message.Message):
         logs: Global___LogBatch | None = ...,
         result: Global___ResultReport | None = ...,
         draining: Global___DrainNotice | None = ...,
+        results: Global___ResultBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "progress", b"progress", "result", b"result", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "progress", b"progress", "result", b"result", "results", b"results", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "progress", b"progress", "result", b"result", "seq", b"seq", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "progress", b"progress", "result", b"result", "results", b"results", "seq", b"seq", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "heartbeat", "started", "progress", "logs", "result", "draining"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "heartbeat", "started", "progress", "logs", "result", "draining", "results"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -32,11 +32,14 @@ class WorkflowTracker:
     def __init__(self, status: WorkflowStatus) -> None:
         self.workflow_id = status.id
         self._states: dict[str, TaskState] = dict.fromkeys(status.task_ids, TaskState.UNKNOWN)
+        self._finished = 0  # kept with every update: `done` is asked after each event
         for task in status.tasks:
             self.update(task)
 
     def update(self, task: Task) -> None:
         if task.id in self._states or task.workflow_id == self.workflow_id:
+            before = self._states.get(task.id)
+            self._finished += task.state.is_finished - bool(before and before.is_finished)
             self._states[task.id] = task.state
 
     @property
@@ -45,7 +48,7 @@ class WorkflowTracker:
 
     @property
     def finished(self) -> int:
-        return sum(1 for state in self._states.values() if state.is_finished)
+        return self._finished
 
     @property
     def done(self) -> bool:

@@ -140,11 +140,15 @@ class MasterSession:
                 self.close(reason)
                 return
             ack.seqs.append(message.seq)
-            if outcome is not None:
+            if isinstance(outcome, wpb.ResultAck):
                 ack.results.append(outcome)
+            elif outcome is not None:
+                ack.results.extend(outcome)
         self.outbox.put(wpb.MasterMessage(ack=ack))
 
-    async def _handle(self, message: wpb.WorkerMessage) -> wpb.ResultAck | None:
+    async def _handle(
+        self, message: wpb.WorkerMessage
+    ) -> wpb.ResultAck | list[wpb.ResultAck] | None:
         kind = message.WhichOneof("body")
         sched, wid = self.scheduler, self.worker_id
         if kind == "heartbeat":
@@ -160,18 +164,27 @@ class MasterSession:
                 self._logs.append(chunk)
         elif kind == "result":
             return await self.commit_result(message.result)
+        elif kind == "results":
+            return await self.commit_results(message.results.reports)
         elif kind == "draining":
             await self._draining(message.draining)
         else:
             log.warning("worker_session.unexpected", worker=wid, kind=kind)
         return None
 
-    async def commit_result(self, report: wpb.ResultReport) -> wpb.ResultAck:
-        accepted = await self.scheduler.report_finished(
-            self.worker_id, report.task_id, report.attempt, report.success, report.result
-        )
-        # For fault tests: the result is committed, the ack not yet sent.
+    async def commit_results(self, reports: Sequence[wpb.ResultReport]) -> list[wpb.ResultAck]:
+        """Several results in one replicated command (see Scheduler.report_results)."""
+        items = [
+            state_pb2.TaskFinished(
+                task_id=r.task_id, attempt=r.attempt, success=r.success, result=r.result
+            )
+            for r in reports
+        ]
+        accepted = await self.scheduler.report_results(self.worker_id, items)
         await self._failpoints.hit("master.worker_result.after_commit")
+        return [self._result_ack(r, ok) for r, ok in zip(reports, accepted, strict=True)]
+
+    def _result_ack(self, report: wpb.ResultReport, accepted: bool) -> wpb.ResultAck:
         if not accepted:
             log.info(
                 "worker_session.stale_result",
@@ -185,6 +198,14 @@ class MasterSession:
             stale=not accepted,
             reason="" if accepted else "refused as stale: not the current attempt, or final",
         )
+
+    async def commit_result(self, report: wpb.ResultReport) -> wpb.ResultAck:
+        accepted = await self.scheduler.report_finished(
+            self.worker_id, report.task_id, report.attempt, report.success, report.result
+        )
+        # For fault tests: the result is committed, the ack not yet sent.
+        await self._failpoints.hit("master.worker_result.after_commit")
+        return self._result_ack(report, accepted)
 
     async def _draining(self, notice: wpb.DrainNotice) -> None:
         want = state_pb2.WORKER_STATE_OFFLINE if notice.done else state_pb2.WORKER_STATE_DRAINING
@@ -293,7 +314,7 @@ class Sessions:
     ) -> None:
         """Commit the results the worker kept, then reconcile what it runs."""
         if hello.unacked_results:
-            acks = await asyncio.gather(*(session.commit_result(r) for r in hello.unacked_results))
+            acks = await session.commit_results(hello.unacked_results)
             session.outbox.put(wpb.MasterMessage(ack=wpb.Ack(results=acks)))
         running = [(r.task_id, r.attempt) for r in hello.running]
         plan = reconcile(scheduler.state, session.worker_id, running)

@@ -106,11 +106,14 @@ def commits_from_log(entries: Iterable[tuple[int, bytes]]) -> list[Commit]:
                 commits.append(
                     Commit(index, "assigned", a.task_id, a.attempt, a.task_id not in refused)
                 )
-        elif kind == "task_finished":
-            f = cmd.task_finished
-            commits.append(
-                Commit(index, "finished", f.task_id, f.attempt, f.task_id not in refused, f.success)
-            )
+        elif kind in ("task_finished", "finish_tasks"):
+            reports = [cmd.task_finished] if kind == "task_finished" else cmd.finish_tasks.items
+            for f in reports:
+                commits.append(
+                    Commit(
+                        index, "finished", f.task_id, f.attempt, f.task_id not in refused, f.success
+                    )
+                )
         elif kind == "requeue_tasks":
             for item in cmd.requeue_tasks.items:
                 commits.append(

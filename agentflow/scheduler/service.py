@@ -16,7 +16,7 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -81,9 +81,9 @@ class _Live:
     last_result: float = 0.0
     result_gap: float = 0.0  # smoothed seconds between results while it had no idle slot
 
-    def note_result(self, now: float, busy: bool) -> None:
-        if busy and self.last_result:
-            gap = now - self.last_result
+    def note_results(self, now: float, busy: bool, count: int = 1) -> None:
+        if busy and self.last_result and count > 0:
+            gap = (now - self.last_result) / count
             self.result_gap = gap if not self.result_gap else 0.8 * self.result_gap + 0.2 * gap
         self.last_result = now
 
@@ -470,12 +470,7 @@ class Scheduler:
     ) -> bool:
         """Commit a result. False: refused as stale (another attempt is current, or
         the task is already final); the worker should drop it."""
-        self.heartbeat(worker_id)
-        live = self._live.get(worker_id)
-        if live is not None:
-            known = self.state.workers.get(worker_id)
-            busy = known is not None and self.state.held_count(worker_id) > known.info.capacity
-            live.note_result(self._clock(), busy)
+        self._heard_results(worker_id, 1)
         task = self.state.task(task_id)
         delay = self.retry_delay_ms(task, attempt) if task is not None else 0
         cmd = state_pb2.Command(
@@ -489,6 +484,52 @@ class Scheduler:
             )
         )
         return not (await self.proposer.propose(cmd)).rejected
+
+    async def report_results(
+        self, worker_id: str, reports: Sequence[state_pb2.TaskFinished]
+    ) -> list[bool]:
+        """Commit several results of one worker in as few commands as possible (one
+        FinishTasks per run of distinct task ids, so that its `rejected`, keyed by
+        task id, is unambiguous). Per report: False = refused as stale."""
+        self._heard_results(worker_id, len(reports))
+        chunks: list[list[state_pb2.TaskFinished]] = [[]]
+        seen: set[str] = set()
+        for report in reports:
+            if report.task_id in seen:
+                chunks.append([])
+                seen = set()
+            seen.add(report.task_id)
+            item = state_pb2.TaskFinished()
+            item.CopyFrom(report)
+            item.worker_id = worker_id
+            task = self.state.task(report.task_id)
+            item.retry_delay_ms = self.retry_delay_ms(task, report.attempt) if task else 0
+            chunks[-1].append(item)
+        results = await asyncio.gather(
+            *(
+                self.proposer.propose(
+                    state_pb2.Command(finish_tasks=state_pb2.FinishTasks(items=chunk))
+                )
+                for chunk in chunks
+                if chunk
+            )
+        )
+        accepted: list[bool] = []
+        for chunk, result in zip((c for c in chunks if c), results, strict=True):
+            if result.error.code:
+                raise ValueError(f"{result.error.field}: {result.error.message}")
+            refused = {r.split(":", 1)[0] for r in result.rejected}
+            accepted += [item.task_id not in refused for item in chunk]
+        return accepted
+
+    def _heard_results(self, worker_id: str, count: int) -> None:
+        """Any message is a sign of life; results also feed the adaptive prefetch."""
+        self.heartbeat(worker_id)
+        live = self._live.get(worker_id)
+        if live is not None:
+            known = self.state.workers.get(worker_id)
+            busy = known is not None and self.state.held_count(worker_id) > known.info.capacity
+            live.note_results(self._clock(), busy, count)
 
     def retry_delay_ms(self, task: state_pb2.Task, attempt: int) -> int:
         """Exponential backoff with equal jitter: half fixed, half random."""

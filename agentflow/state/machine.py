@@ -629,7 +629,17 @@ class SchedulerState:
     def _task_finished(
         self, cmd: state_pb2.Command, ch: _Changes, result: state_pb2.CommandResult
     ) -> None:
-        report = cmd.task_finished
+        self._finish_one(cmd.task_finished, ch, result)
+
+    def _finish_tasks(
+        self, cmd: state_pb2.Command, ch: _Changes, result: state_pb2.CommandResult
+    ) -> None:
+        for report in cmd.finish_tasks.items:
+            self._finish_one(report, ch, result)
+
+    def _finish_one(
+        self, report: state_pb2.TaskFinished, ch: _Changes, result: state_pb2.CommandResult
+    ) -> None:
         task, why = self._fenced(report.task_id, report.attempt, report.worker_id)
         if task is None:
             result.rejected.append(f"{report.task_id}: {why}")
@@ -801,6 +811,7 @@ class SchedulerState:
         "task_started": _task_started,
         "task_progress": _task_progress,
         "task_finished": _task_finished,
+        "finish_tasks": _finish_tasks,
         "cancel_tasks": _cancel_tasks,
         "reprioritize": _reprioritize,
         "register_worker": _register_worker,

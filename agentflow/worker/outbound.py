@@ -148,9 +148,11 @@ class Outbound:
             key = next(iter(self._progress))
             batch.append(self._progress.pop(key))
         if len(batch) < limit:
-            for report in self.results.unsent(limit - len(batch)):
+            # All in one message: one write on the stream, one command on the leader.
+            reports = self.results.unsent(limit)
+            if reports:
                 message = self._message()
-                message.result.CopyFrom(report)
+                message.results.reports.extend(reports)
                 batch.append(message)
         if not self._queue and not self._progress and not self.results.has_unsent():
             self._ready.clear()

@@ -122,6 +122,14 @@ def test_commits_are_recovered_by_replaying_the_log() -> None:
             task_id="1", attempt=1, worker_id="w1", success=True)),
         cmd(task_finished=state_pb2.TaskFinished(
             task_id="1", attempt=2, worker_id="w1", success=True)),
+        cmd(submit_tasks=state_pb2.SubmitTasks(
+            tasks=[state_pb2.TaskSpec(command="shell:true")] * 2)),
+        cmd(assign_tasks=state_pb2.AssignTasks(assignments=[
+            state_pb2.Assignment(task_id="2", attempt=1, worker_id="w1"),
+            state_pb2.Assignment(task_id="3", attempt=1, worker_id="w1")])),
+        cmd(finish_tasks=state_pb2.FinishTasks(items=[
+            state_pb2.TaskFinished(task_id="2", attempt=1, worker_id="w1", success=True),
+            state_pb2.TaskFinished(task_id="3", attempt=7, worker_id="w1", success=True)])),
     ]  # fmt: skip
     commits = commits_from_log(enumerate(log, start=1))
     assert [(c.index, c.kind, c.attempt, c.accepted) for c in commits] == [
@@ -130,4 +138,8 @@ def test_commits_are_recovered_by_replaying_the_log() -> None:
         (5, "assigned", 2, True),
         (6, "finished", 1, False),
         (7, "finished", 2, True),
+        (9, "assigned", 1, True),
+        (9, "assigned", 1, True),
+        (10, "finished", 1, True),  # one FinishTasks entry: each report on its own
+        (10, "finished", 7, False),
     ]

@@ -448,3 +448,25 @@ async def test_no_prefetch_means_no_adaptive_prefetch_either() -> None:
             )
             await rig.settle()
             assert rig.state.held_count("w1") == 1
+
+
+async def test_results_of_one_worker_are_committed_together(rig: Rig) -> None:
+    a, b, c = await rig.submit(shell("a"), shell("b", max_retries=1), shell("c"))
+    async with running(rig):
+        session = await rig.worker("w1", capacity=3)
+        await session.wait_for(3)
+        before = len(rig.replicator.kinds())
+
+        def report(task_id: str, attempt: int = 1, ok: bool = True) -> state_pb2.TaskFinished:
+            return state_pb2.TaskFinished(task_id=task_id, attempt=attempt, success=ok)
+
+        accepted = await rig.scheduler.report_results(
+            "w1", [report(a), report(b, ok=False), report(a), report(c, attempt=5)]
+        )
+        assert accepted == [True, True, False, False]  # a twice: the second is stale
+        # [a, b] then [a, c]: a task is never twice in one command
+        assert rig.replicator.kinds()[before:].count("finish_tasks") == 2
+        assert rig.state.tasks[a].state == TS.TASK_STATE_SUCCEEDED
+        retry = rig.state.tasks[b]
+        assert retry.state == TS.TASK_STATE_PENDING and retry.not_before_ms > 0  # backoff
+        assert rig.state.tasks[c].state == TS.TASK_STATE_ASSIGNED

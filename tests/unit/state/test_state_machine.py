@@ -417,6 +417,33 @@ def test_stale_reports_are_rejected_and_change_nothing(h: Harness) -> None:
     assert list(h.progress(a, 0.5).rejected) == [f"{a}: task is SUCCEEDED"]
 
 
+def test_a_batch_of_results_applies_each_as_its_own_report(h: Harness) -> None:
+    h.worker()
+    a, b, c = h.ids(spec(), spec(max_retries=1), spec())
+    for t in (a, b, c):
+        h.assign(t)
+    h.finish(c)
+    items = [
+        pb.TaskFinished(task_id=a, attempt=1, worker_id="w1", success=True),
+        pb.TaskFinished(
+            task_id=b,
+            attempt=1,
+            worker_id="w1",
+            result=pb.TaskResult(exit_code=2),
+            retry_delay_ms=9,
+        ),
+        pb.TaskFinished(task_id=c, attempt=1, worker_id="w1", success=True),  # already final
+        pb.TaskFinished(task_id="ghost", attempt=1, worker_id="w1", success=True),
+    ]
+    result = h.run(finish_tasks=pb.FinishTasks(items=items))
+    assert not result.HasField("error")
+    assert list(result.task_ids) == [a, b]
+    assert list(result.rejected) == [f"{c}: task is SUCCEEDED", "ghost: unknown task"]
+    assert h.states(a, b, c) == ["SUCCEEDED", "PENDING", "SUCCEEDED"]
+    assert h.sm.tasks[b].not_before_ms == h.now + 9
+    assert set(h.changes[-1].tasks) == {a, b}
+
+
 def test_failure_message_and_retry(h: Harness) -> None:
     h.worker()
     (a,) = h.ids(spec(max_retries=1))

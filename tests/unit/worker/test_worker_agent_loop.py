@@ -51,7 +51,7 @@ def test_outbound_orders_reports_before_results_and_coalesces_progress() -> None
     out.result(report("t"))
     batch = out.take()
     kinds = [m.WhichOneof("body") for m in batch]
-    assert kinds == ["started", "logs", "progress", "result"]
+    assert kinds == ["started", "logs", "progress", "results"]
     assert batch[2].progress.fraction == 0.9
     assert len({m.seq for m in batch}) == 4
     assert out.take() == []  # the result was sent in this session, and is still kept
@@ -74,8 +74,12 @@ def test_outbound_limits_a_batch_and_forgets_cancelled_attempts() -> None:
     out.log("gone", 1, "stdout", "x")
     out.progress("gone", 1, 0.5, "")
     out.forget_queued([("gone", 1)])
-    assert [m.result.task_id for m in out.take(limit=3)] == ["r0", "r1", "r2"]
-    assert [m.result.task_id for m in out.take(limit=3)] == ["r3", "r4"]
+
+    def ids(batch: list[wpb.WorkerMessage]) -> list[list[str]]:
+        return [[r.task_id for r in m.results.reports] for m in batch]
+
+    assert ids(out.take(limit=3)) == [["r0", "r1", "r2"]]  # results travel as one message
+    assert ids(out.take(limit=3)) == [["r3", "r4"]]
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
@@ -212,7 +216,7 @@ async def test_agent_keeps_a_result_until_acked_across_reconnects() -> None:
         (run,) = executor.runs
         assert run.timeout_s == 1.5 and run.memory_limit_mb == 1024
         executor.release.set()
-        await master.until("result")
+        await master.until("results")
         # The session dies before the ack: the next hello carries the result again.
         master.inbox.put_nowait(None)
         for _ in range(200):
@@ -258,8 +262,11 @@ async def test_agent_cancels_and_drains_on_request() -> None:
     agent.request_stop()
     await master.until("draining")
     executor.release.set()  # a ends (cancelled: no result), c runs and reports
-    await master.until("result")
-    assert [m.result.task_id for m in master.received if m.HasField("result")] == ["c"]
+    await master.until("results")
+    reported = [
+        r.task_id for m in master.received if m.HasField("results") for r in m.results.reports
+    ]
+    assert reported == ["c"]
     master.inbox.put_nowait(
         wpb.MasterMessage(ack=wpb.Ack(results=[wpb.ResultAck(task_id="c", attempt=1)]))
     )
