@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -180,7 +182,9 @@ def task(task_id: str, attempt: int = 1, **spec: object) -> state_pb2.Task:
     )
 
 
-def make_agent(master: FakeMaster, executor: FakeExecutor, concurrency: int = 4) -> Agent:
+def make_agent(
+    master: FakeMaster, executor: FakeExecutor, concurrency: int = 4, **config_kw: Any
+) -> Agent:
     config = AgentConfig(
         info=state_pb2.WorkerInfo(id="w1"),
         grpc_targets=("fake",),
@@ -189,6 +193,7 @@ def make_agent(master: FakeMaster, executor: FakeExecutor, concurrency: int = 4)
         backoff_max=0.02,
         task_memory_limit_mb=1024,
         drain_timeout=5.0,
+        **config_kw,
     )
     return Agent(
         config,
@@ -275,3 +280,28 @@ async def test_agent_cancels_and_drains_on_request() -> None:
     assert done.draining.done
     master.inbox.put_nowait(wpb.MasterMessage(ack=wpb.Ack(seqs=[done.seq])))
     await asyncio.wait_for(running, 5.0)  # exits once the leader acknowledged
+
+
+async def test_results_wait_briefly_for_the_next_while_more_tasks_wait_here() -> None:
+    master, executor = FakeMaster(), FakeExecutor()
+    executor.release.set()  # every task ends at once
+    agent = make_agent(master, executor, concurrency=1, result_linger=0.3)
+    running = asyncio.create_task(agent.run())
+    try:
+        await master.until("heartbeat")
+        start = time.monotonic()
+        master.inbox.put_nowait(
+            wpb.MasterMessage(assignments=wpb.AssignmentBatch(tasks=[task("a")]))
+        )
+        await master.until("results")
+        assert time.monotonic() - start < 0.25  # alone: sent at once, no linger
+        tasks = [task("b"), task("c"), task("d")]
+        master.inbox.put_nowait(wpb.MasterMessage(assignments=wpb.AssignmentBatch(tasks=tasks)))
+        await master.until("results", 2)
+        batches = [
+            [r.task_id for r in m.results.reports] for m in master.received if m.HasField("results")
+        ]
+        assert batches == [["a"], ["b", "c", "d"]]  # b waited for c and d: one message
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
