@@ -74,7 +74,16 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         except StateError as exc:
             await abort_for(context, exc)
         cmd = state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=request.tasks))
-        result = await self._write(context, cmd, request.request_id)
+        scheduler = self.rt.scheduler
+        token = 0
+        if scheduler is not None:
+            token, placements = scheduler.place_new(request.tasks)
+            cmd.submit_tasks.placements.extend(placements)
+        try:
+            result = await self._write(context, cmd, request.request_id)
+        finally:
+            if scheduler is not None and token:
+                scheduler.release(token)
         return api.SubmitTasksResponse(
             task_ids=result.task_ids, index=result.index, duplicate=result.duplicate
         )

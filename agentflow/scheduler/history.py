@@ -101,7 +101,14 @@ def commits_from_log(entries: Iterable[tuple[int, bytes]]) -> list[Commit]:
         kind = cmd.WhichOneof("kind")
         if result.duplicate or result.error.code:
             continue
-        if kind == "assign_tasks":
+        if kind == "submit_tasks":
+            # Placed in their own submit entry: an assignment like any other.
+            ids = list(result.task_ids)
+            for p in cmd.submit_tasks.placements:
+                if p.task_index < len(ids):
+                    task_id = ids[p.task_index]
+                    commits.append(Commit(index, "assigned", task_id, 1, task_id not in refused))
+        elif kind == "assign_tasks":
             for a in cmd.assign_tasks.assignments:
                 commits.append(
                     Commit(index, "assigned", a.task_id, a.attempt, a.task_id not in refused)

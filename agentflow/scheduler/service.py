@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import math
 import random
 import time
@@ -27,7 +28,8 @@ from agentflow.scheduler.placement import WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import Priority, ReadyQueue
 from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
-from agentflow.scheduler.views import requirements, take, worker_views
+from agentflow.scheduler.placement import TaskRequirements
+from agentflow.scheduler.views import requirements, spec_requirements, take, worker_views
 from agentflow.state import ChangeSet, SchedulerState
 
 log = structlog.get_logger(__name__)
@@ -106,6 +108,9 @@ class Scheduler:
         self._retry_heap: list[tuple[int, str]] = []  # (not_before_ms, task id)
         self._where: dict[str, tuple[str, int]] = {}  # task -> (worker, attempt) told
         self._in_flight: set[str] = set()  # popped, AssignTasks not yet applied
+        # Placed inside a SubmitTasks not yet applied (see place_new), by token.
+        self._reserved: dict[int, list[tuple[str, TaskRequirements, tuple[int, ...]]]] = {}
+        self._tokens = itertools.count(1)
         self._changed: set[str] = set()
         self._live: dict[str, _Live] = {}
         self._heard: dict[str, float] = {}  # worker -> last time this leader heard it
@@ -173,6 +178,9 @@ class Scheduler:
     def _sync_task(self, task_id: str) -> None:
         task = self.state.task(task_id)
         told = self._where.get(task_id)
+        if told is None and task is not None and task.state == TS.TASK_STATE_ASSIGNED:
+            self._tell_placed(task)
+            return
         if told is not None and (
             task is None or task.state not in _ON_WORKER or task.attempt != told[1]
         ):
@@ -190,6 +198,18 @@ class Scheduler:
                 self.queue.reprioritize(task_id, Priority(task.priority))
         else:
             self._enqueue(task)
+
+    def _tell_placed(self, task: state_pb2.Task) -> None:
+        """A task assigned in its own SubmitTasks entry (place_new): push it now that
+        it is committed. (A worker not connected gets it when it reconnects: the
+        session reconciles what state gives it.)"""
+        self._where[task.id] = (task.worker_id, task.attempt)
+        live = self._live.get(task.worker_id)
+        if live is not None:
+            copy = state_pb2.Task()
+            copy.CopyFrom(task)
+            live.session.assign([copy])
+            self.dispatched += 1
 
     def _waits_for_retry(self, task: state_pb2.Task) -> bool:
         return (
@@ -237,11 +257,57 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=next_retry)
 
+    def _usable(self) -> dict[str, WorkerView]:
+        """Workers that may take work now, net of what pending placements reserve."""
+        views = worker_views(self.state, self._live, self._prefetch)
+        for held in self._reserved.values():
+            for wid, req, gpus in held:
+                if wid in views:
+                    views[wid] = take(views[wid], req, gpus)
+        return {wid: v for wid, v in views.items() if v.alive and not v.draining}
+
+    def place_new(
+        self, specs: Sequence[state_pb2.TaskSpec]
+    ) -> tuple[int, list[state_pb2.Placement]]:
+        """Placements for tasks about to be submitted, made only when a dispatch round
+        would place them right away anyway: nothing is queued (so none jumps ahead of
+        a waiting task), no dependencies, a worker with room. They travel inside the
+        SubmitTasks entry, which saves a commit round trip per submit-and-run; the
+        room stays reserved until `release(token)`, called once that entry is applied
+        (or refused)."""
+        if self.queue or not self._live or not self._started.is_set():
+            return 0, []
+        usable = self._usable()
+        placed: list[state_pb2.Placement] = []
+        held: list[tuple[str, TaskRequirements, tuple[int, ...]]] = []
+        for i, spec in enumerate(specs):
+            if spec.dependencies:
+                continue
+            req = spec_requirements(spec)
+            spot = place(req, usable.values())
+            if spot is None:
+                continue
+            usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
+            held.append((spot.worker_id, req, spot.gpu_indices))
+            placed.append(
+                state_pb2.Placement(
+                    task_index=i, worker_id=spot.worker_id, gpu_indices=spot.gpu_indices
+                )
+            )
+        if not placed:
+            return 0, []
+        token = next(self._tokens)
+        self._reserved[token] = held
+        return token, placed
+
+    def release(self, token: int) -> None:
+        if self._reserved.pop(token, None) is not None:
+            self._wake.set()  # room the placements did not take is free again
+
     def _plan(self, now_ms: int) -> list[state_pb2.Assignment]:
         if not self.queue or not self._live:
             return []
-        views = worker_views(self.state, self._live, self._prefetch)
-        usable = {wid: v for wid, v in views.items() if v.alive and not v.draining}
+        usable = self._usable()
         # Scanning the queue costs O(scanned); with every slot taken nothing can be
         # placed, and a round per applied command would rescan a long queue for naught.
         free = sum(max(0, v.capacity - v.running) for v in usable.values())

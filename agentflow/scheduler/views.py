@@ -18,7 +18,10 @@ _DRAINING = state_pb2.WORKER_STATE_DRAINING
 
 
 def requirements(task: state_pb2.Task) -> TaskRequirements:
-    spec = task.spec
+    return spec_requirements(task.spec)
+
+
+def spec_requirements(spec: state_pb2.TaskSpec) -> TaskRequirements:
     return TaskRequirements(
         group=spec.group or DEFAULT_GROUP,
         cpu=spec.cpu,

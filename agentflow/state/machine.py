@@ -491,6 +491,15 @@ class SchedulerState:
                 self._remaining[task_id] = 0
                 self._set_state(task, READY, ch)
         result.task_ids.extend(ids)
+        for i, p in enumerate(cmd.submit_tasks.placements):
+            if p.task_index >= len(ids):
+                result.rejected.append(f"placements[{i}]: no task at index {p.task_index}")
+                continue
+            a = state_pb2.Assignment(task_id=ids[p.task_index], attempt=1, worker_id=p.worker_id)
+            a.gpu_indices.extend(p.gpu_indices)
+            why = self._assign_one(a, ch)
+            if why:
+                result.rejected.append(f"{a.task_id}: {why}")
 
     def _is_dead(self, task: state_pb2.Task) -> bool:
         return task.state in FINAL_STATES and not self._is_done(task)
@@ -540,10 +549,16 @@ class SchedulerState:
         self, cmd: state_pb2.Command, ch: _Changes, result: state_pb2.CommandResult
     ) -> None:
         for a in cmd.assign_tasks.assignments:
-            why = self._cannot_assign(a, ch.now)
+            why = self._assign_one(a, ch)
             if why:
                 result.rejected.append(f"{a.task_id}: {why}")
-                continue
+            else:
+                result.task_ids.append(a.task_id)
+
+    def _assign_one(self, a: state_pb2.Assignment, ch: _Changes) -> str:
+        """Assign, or say why not (and change nothing)."""
+        why = self._cannot_assign(a, ch.now)
+        if not why:
             task = self.tasks[a.task_id]
             task.worker_id = a.worker_id
             self._set_state(task, ASSIGNED, ch)
@@ -555,7 +570,7 @@ class SchedulerState:
             task.not_before_ms = 0
             task.progress = 0.0
             task.progress_message = ""
-            result.task_ids.append(task.id)
+        return why
 
     def _cannot_assign(self, a: state_pb2.Assignment, now: int) -> str:
         task = self.tasks.get(a.task_id)

@@ -130,6 +130,10 @@ def test_commits_are_recovered_by_replaying_the_log() -> None:
         cmd(finish_tasks=state_pb2.FinishTasks(items=[
             state_pb2.TaskFinished(task_id="2", attempt=1, worker_id="w1", success=True),
             state_pb2.TaskFinished(task_id="3", attempt=7, worker_id="w1", success=True)])),
+        cmd(submit_tasks=state_pb2.SubmitTasks(
+            tasks=[state_pb2.TaskSpec(command="shell:true")] * 2,
+            placements=[state_pb2.Placement(task_index=1, worker_id="w1"),
+                        state_pb2.Placement(task_index=0, worker_id="nobody")])),
     ]  # fmt: skip
     commits = commits_from_log(enumerate(log, start=1))
     assert [(c.index, c.kind, c.attempt, c.accepted) for c in commits] == [
@@ -142,4 +146,7 @@ def test_commits_are_recovered_by_replaying_the_log() -> None:
         (9, "assigned", 1, True),
         (10, "finished", 1, True),  # one FinishTasks entry: each report on its own
         (10, "finished", 7, False),
+        (11, "assigned", 1, True),  # placed in its own submit entry: task "5"
+        (11, "assigned", 1, False),  # an unknown worker: refused
     ]
+    assert [c.task_id for c in commits[-2:]] == ["5", "4"]

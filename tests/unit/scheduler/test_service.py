@@ -470,3 +470,33 @@ async def test_results_of_one_worker_are_committed_together(rig: Rig) -> None:
         retry = rig.state.tasks[b]
         assert retry.state == TS.TASK_STATE_PENDING and retry.not_before_ms > 0  # backoff
         assert rig.state.tasks[c].state == TS.TASK_STATE_ASSIGNED
+
+
+async def test_a_submit_is_placed_in_its_own_entry_when_nothing_waits(rig: Rig) -> None:
+    async with running(rig):
+        session = await rig.worker("w1", capacity=2)
+        specs = [shell("a"), shell("b"), shell("c")]
+        token, placed = rig.scheduler.place_new(specs)
+        assert [p.task_index for p in placed] == [0, 1] and {p.worker_id for p in placed} == {"w1"}
+        assert rig.scheduler.place_new([shell("d")]) == (0, [])  # the room is reserved
+        cmd = state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=specs, placements=placed))
+        before = len(rig.replicator.kinds())
+        result = await rig.proposer.propose(cmd)
+        rig.scheduler.release(token)
+        a, b, c = result.task_ids
+        got = await session.wait_for(2)  # pushed once committed, no AssignTasks needed
+        await rig.settle()
+        assert [t.id for t in got] == [a, b] and all(t.attempt == 1 for t in got)
+        assert "assign_tasks" not in rig.replicator.kinds()[before:]
+        assert rig.state.tasks[c].state == TS.TASK_STATE_READY  # queued, the usual way
+        assert len(session.assigned) == 2
+
+
+async def test_nothing_is_placed_ahead_of_queued_tasks(rig: Rig) -> None:
+    await rig.submit(shell("waiting", cpu=64.0))  # fits no worker: stays queued
+    async with running(rig):
+        await rig.worker("w1", capacity=2)
+        await rig.settle()
+        assert rig.scheduler.place_new([shell("late")]) == (0, [])
+        dependent = state_pb2.TaskSpec(command="shell:true", dependencies=["x"])
+        assert Rig().scheduler.place_new([dependent]) == (0, [])  # not started either

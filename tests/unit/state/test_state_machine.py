@@ -444,6 +444,32 @@ def test_a_batch_of_results_applies_each_as_its_own_report(h: Harness) -> None:
     assert set(h.changes[-1].tasks) == {a, b}
 
 
+def test_a_submit_may_place_its_new_tasks_in_the_same_entry(h: Harness) -> None:
+    h.worker()
+    h.worker("w2")
+    h.run(set_worker_state=pb.SetWorkerState(worker_id="w2", state=pb.WORKER_STATE_DRAINING))
+    placements = [
+        pb.Placement(task_index=0, worker_id="w1", gpu_indices=[1]),
+        pb.Placement(task_index=1, worker_id="w1"),  # depends on task 0: not READY
+        pb.Placement(task_index=2, worker_id="w2"),  # draining
+        pb.Placement(task_index=7, worker_id="w1"),
+    ]
+    specs = [spec("a"), spec("b", deps=["a"]), spec("c")]
+    result = h.run(submit_tasks=pb.SubmitTasks(tasks=specs, placements=placements))
+    assert not result.HasField("error")
+    assert list(result.task_ids) == ["a", "b", "c"]
+    assert list(result.rejected) == [
+        "b: waiting on 1 unfinished dependencies",
+        "c: worker w2 is DRAINING",
+        "placements[3]: no task at index 7",
+    ]
+    a = h.sm.tasks["a"]
+    assert (h.state("a"), a.attempt, a.worker_id, list(a.gpu_indices)) == ("ASSIGNED", 1, "w1", [1])
+    assert a.assigned_ms == h.now
+    assert h.states("b", "c") == ["PENDING", "READY"]
+    assert [t.id for t in h.sm.tasks_of_worker("w1")] == ["a"]
+
+
 def test_failure_message_and_retry(h: Harness) -> None:
     h.worker()
     (a,) = h.ids(spec(max_retries=1))
