@@ -301,11 +301,16 @@ class WatchTasksRequest(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     INCLUDE_PROGRESS_FIELD_NUMBER: _builtins.int
     MUST_EXIST_FIELD_NUMBER: _builtins.int
+    FINAL_ONLY_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     include_progress: _builtins.bool
     must_exist: _builtins.bool
     """NOT_FOUND (naming the first missing id) when a listed task does not exist,
     instead of waiting for it: lets a client wait on a task with this one call.
+    """
+    final_only: _builtins.bool
+    """Only tasks in a final state: those already final in the first picture, then
+    each task as it ends. Enough to wait for a workflow, at a fraction of the events.
     """
     @_builtins.property
     def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -318,10 +323,11 @@ class WatchTasksRequest(_message.Message):
         workflow_id: _builtins.str = ...,
         include_progress: _builtins.bool = ...,
         must_exist: _builtins.bool = ...,
+        final_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_progress", b"include_progress", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_only", b"final_only", "include_progress", b"include_progress", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -366,7 +366,11 @@ class AsyncClient(ClientBase):
     ) -> WorkflowStatus:
         """The workflow (with its tasks) once final."""
         limit = Deadline.after(timeout)
-        return await self._wait_workflow(await self.get_workflow(workflow_id), limit, on_event)
+        # The watch gives every task's state: no need to read (and convert) them here.
+        status = await self.get_workflow(workflow_id, include_tasks=False)
+        if status.is_finished:
+            return await self.get_workflow(workflow_id)
+        return await self._wait_workflow(status, limit, on_event)
 
     async def _wait_task(
         self, task: Task, limit: Deadline | None, on_event: Callable[[TaskEvent], None] | None
@@ -401,7 +405,11 @@ class AsyncClient(ClientBase):
         tracker = WorkflowTracker(status)
         what = f"wait for workflow {status.id}"
         if not tracker.done:
-            request = requests.watch_tasks((), status.id, include_progress=True)
+            # Without a caller to show progress to, only the ends matter.
+            quiet = on_event is None
+            request = requests.watch_tasks(
+                (), status.id, include_progress=not quiet, final_only=quiet
+            )
             async with aclosing(self._events(request, limit=limit, what=what)) as events:
                 async for event in events:
                     if on_event is not None:

@@ -101,6 +101,7 @@ def watch_tasks(
     workflow_id: str,
     include_progress: bool,
     must_exist: bool = False,
+    final_only: bool = False,
 ) -> api.WatchTasksRequest:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     for i, task_id in enumerate(ids):
@@ -110,6 +111,7 @@ def watch_tasks(
         workflow_id=workflow_id,
         include_progress=include_progress,
         must_exist=must_exist,
+        final_only=final_only,
     )
 
 

@@ -359,7 +359,11 @@ class Client(ClientBase):
     ) -> WorkflowStatus:
         """The workflow (with its tasks) once final."""
         limit = Deadline.after(timeout)
-        return self._wait_workflow(self.get_workflow(workflow_id), limit, on_event)
+        # The watch gives every task's state: no need to read (and convert) them here.
+        status = self.get_workflow(workflow_id, include_tasks=False)
+        if status.is_finished:
+            return self.get_workflow(workflow_id)
+        return self._wait_workflow(status, limit, on_event)
 
     def _wait_task(
         self, task: Task, limit: Deadline | None, on_event: Callable[[TaskEvent], None] | None
@@ -394,7 +398,11 @@ class Client(ClientBase):
         tracker = WorkflowTracker(status)
         what = f"wait for workflow {status.id}"
         if not tracker.done:
-            request = requests.watch_tasks((), status.id, include_progress=True)
+            # Without a caller to show progress to, only the ends matter.
+            quiet = on_event is None
+            request = requests.watch_tasks(
+                (), status.id, include_progress=not quiet, final_only=quiet
+            )
             with closing(self._events(request, limit=limit, what=what)) as events:
                 for event in events:
                     if on_event is not None:

@@ -432,6 +432,8 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
         def matches(task: pb.Task) -> bool:
             if wanted and task.id not in wanted:
                 return False
+            if request.final_only and task.state not in _FINAL:
+                return False
             return not request.workflow_id or task.workflow_id == request.workflow_id
 
         with fake._cond:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2
-from agentflow.state import ChangeSet, SchedulerState
+from agentflow.state import FINAL_STATES, ChangeSet, SchedulerState
 
 
 def _wanted(state: SchedulerState, request: api.WatchTasksRequest) -> set[str] | None:
@@ -51,6 +51,8 @@ async def watch_tasks(
     pending: dict[str, None] = {}
     wake = asyncio.Event()
 
+    final_only = request.final_only
+
     def on_change(change: ChangeSet) -> None:
         for task_id in change.tasks:
             if wanted is None or task_id in wanted:
@@ -66,7 +68,7 @@ async def watch_tasks(
         ids = list(wanted) if wanted is not None else list(state.tasks)
         for task_id in ids:
             task = state.task(task_id)
-            if task is not None:
+            if task is not None and (not final_only or task.state in FINAL_STATES):
                 sent[task_id] = _without_progress(task)
                 yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
         while True:
@@ -76,7 +78,7 @@ async def watch_tasks(
             pending.clear()
             for task_id in batch:
                 task = state.task(task_id)
-                if task is None:
+                if task is None or (final_only and task.state not in FINAL_STATES):
                     continue
                 key = _without_progress(task)
                 if not request.include_progress and sent.get(task_id) == key:

@@ -24,11 +24,10 @@ import structlog
 
 from agentflow._proto import state_pb2
 from agentflow.scheduler.liveness import overdue, silent_workers
-from agentflow.scheduler.placement import WorkerView, place
+from agentflow.scheduler.placement import TaskRequirements, WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import Priority, ReadyQueue
 from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
-from agentflow.scheduler.placement import TaskRequirements
 from agentflow.scheduler.views import requirements, spec_requirements, take, worker_views
 from agentflow.state import ChangeSet, SchedulerState
 

@@ -164,6 +164,21 @@ async def test_watch_streams_the_picture_then_changes(cluster: MasterCluster) ->
     assert change.task.state == TS.TASK_STATE_CANCELLED and not change.initial
     assert change.task.result.error == "no longer needed"
     stream.cancel()
+    # final_only: the picture holds only final tasks, and only endings follow.
+    a, b = (await s.SubmitTasks(api.SubmitTasksRequest(tasks=[shell("a"), shell("b")]))).task_ids
+    stream = s.WatchTasks(api.WatchTasksRequest(task_ids=[tid, a, b], final_only=True))
+    first = await stream.read()
+    assert first.initial and first.task.id == tid
+    await s.Reprioritize(api.ReprioritizeRequest(task_id=a, priority=state_pb2.PRIORITY_HIGH))
+    await s.Cancel(api.CancelRequest(task_ids=[b]))
+    change = await asyncio.wait_for(stream.read(), 10)
+    assert change.task.id == b and change.task.state == TS.TASK_STATE_CANCELLED
+    stream.cancel()
+    missing = s.WatchTasks(api.WatchTasksRequest(task_ids=[a, "nope"], must_exist=True))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await missing.read()
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.details() == "task_ids[1]: no task 'nope'"
 
 
 async def submit_until(

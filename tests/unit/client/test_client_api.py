@@ -216,6 +216,26 @@ def test_wait_workflow(client: Client, fake: FakeMaster) -> None:
         client.wait("zzz")
 
 
+def test_wait_workflow_asks_only_for_endings(client: Client, fake: FakeMaster) -> None:
+    specs = [TaskSpec("shell:a", id="a"), TaskSpec("shell:b", id="b", dependencies=["a"])]
+    client.submit_workflow(Workflow(specs, id="q"))
+    later(0.1, fake.finish, "q/a")
+    later(0.2, fake.finish, "q/b")
+    status = client.wait_workflow("q", timeout=5)
+    assert status.state is WorkflowState.SUCCEEDED and len(status.tasks) == 2
+    [watch] = fake.calls("WatchTasks")
+    assert watch.request.final_only and not watch.request.include_progress
+    first, last = fake.calls("GetWorkflow")
+    assert not first.request.include_tasks and last.request.include_tasks
+    seen: list[TaskEvent] = []
+    client.submit_workflow(Workflow(specs, id="r"))
+    later(0.1, fake.finish, "r/a")
+    later(0.2, fake.finish, "r/b")
+    client.wait_workflow("r", timeout=5, on_event=seen.append)  # shown: every change
+    assert not fake.calls("WatchTasks")[-1].request.final_only
+    assert [e.task.state for e in seen if e.task.id == "r/b"][-1] is TaskState.SUCCEEDED
+
+
 def test_closed_client(fake: FakeMaster) -> None:
     client = Client(fake.address)
     client.close()
