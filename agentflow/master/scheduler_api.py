@@ -155,7 +155,8 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             name = state_pb2.TaskState.Name(task.state)
             response.state_counts[name] = response.state_counts.get(name, 0) + 1
         try:
-            dag = Dag([(t.id, [d for d in t.dependencies if d in wf.task_ids]) for t in tasks])
+            members = set(wf.task_ids)  # not the repeated field: `in` on it is a scan
+            dag = Dag([(t.id, [d for d in t.dependencies if d in members]) for t in tasks])
             response.execution_order.extend(dag.topological_order())
             # Measured durations where known, so the path reflects what really took time.
             durations = {
