@@ -77,7 +77,7 @@ class AgentConfig:
     drain_timeout: float = 600.0
     # While more assigned tasks wait here, a result waits this long for the next ones
     # to travel with it (one message, one replicated command); alone, it goes at once.
-    result_linger: float = 0.002
+    result_linger: float = 0.005
 
     def __post_init__(self) -> None:
         if not self.info.id:

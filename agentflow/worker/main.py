@@ -60,6 +60,7 @@ def build_config(
     reconnect_max: float,
     connect_timeout: float,
     drain_timeout: float,
+    result_linger: float = 0.005,
 ) -> tuple[AgentConfig, int]:
     """The agent's configuration and its maximum concurrency. ValueError names the
     flag or variable at fault."""
@@ -91,6 +92,7 @@ def build_config(
         task_memory_limit_mb=limits.task_memory_limit_mb,
         task_cpu_time_limit_s=limits.task_cpu_time_limit_s,
         drain_timeout=drain_timeout,
+        result_linger=result_linger,
     )
     return config, limits.max_concurrent_tasks
 
@@ -171,6 +173,14 @@ async def serve(agent: Agent) -> None:
     show_default=True,
     help="Warm processes for python: tasks.",
 )
+@click.option(
+    "--result-linger-ms",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="While more assigned tasks wait here, a result waits this long for others to "
+    "travel with it (one message, one replicated command). 0 = send each at once.",
+)
 def main(
     master_url: str,
     http_url: str,
@@ -186,6 +196,7 @@ def main(
     connect_timeout: float,
     drain_timeout: float,
     python_pool_size: int,
+    result_linger_ms: float,
 ) -> None:
     configure_logging()
     try:
@@ -203,6 +214,7 @@ def main(
             reconnect_max,
             connect_timeout,
             drain_timeout,
+            result_linger_ms / 1000,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
