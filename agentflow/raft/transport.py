@@ -117,9 +117,8 @@ class _Peer:
                     batch, self._queue = self._queue, []
                     # A stopped peer stops reading: give up on the call rather than
                     # wait forever on HTTP/2 flow control.
-                    await asyncio.wait_for(
-                        call.write(pb.MessageBatch(messages=batch)), WRITE_TIMEOUT
-                    )
+                    async with asyncio.timeout(WRITE_TIMEOUT):  # wait_for costs a task
+                        await call.write(pb.MessageBatch(messages=batch))
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
                 log.debug("raft.transport.stream_down", peer=self.peer_id, error=repr(exc))
             finally:

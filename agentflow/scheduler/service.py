@@ -254,7 +254,8 @@ class Scheduler:
                     self._wake.set()  # probably more to do right away
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=next_retry)
+                async with asyncio.timeout(next_retry):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
 
     def _usable(self) -> dict[str, WorkerView]:
         """Workers that may take work now, net of what pending placements reserve."""

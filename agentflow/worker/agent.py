@@ -452,7 +452,8 @@ class Agent:
         is gone (or the link is half-open): end the session and connect again."""
         while True:
             try:
-                messages = await asyncio.wait_for(conn.receive(), silence)
+                async with asyncio.timeout(silence):  # no task per message, unlike wait_for
+                    messages = await conn.receive()
             except TimeoutError:
                 raise SessionClosed(f"no word from the master in {silence:g} s") from None
             for message in messages:
