@@ -10,7 +10,7 @@ from typing import Literal, TypeVar
 
 import structlog
 
-from agentflow.worker.output import Capture, read_pipe
+from agentflow.worker.output import Capture, PipeReader
 from agentflow.worker.runs import Reporter, TaskRun
 
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class OutputPipes:
         )
         self._out_r, self._out_w = os.pipe()
         self._err_r, self._err_w = os.pipe()
-        self._readers: list[asyncio.Task[None]] = []
+        self._readers: list[PipeReader] = []
 
     @property
     def write_fds(self) -> tuple[int, int]:
@@ -106,12 +106,11 @@ class OutputPipes:
 
     def started(self) -> None:
         self.close_write_ends()
-        loop = asyncio.get_running_loop()
         self.capture.start()
         out_r, err_r, self._out_r, self._err_r = self._out_r, self._err_r, -1, -1
         self._readers = [
-            loop.create_task(read_pipe(out_r, self.capture.stdout.feed)),
-            loop.create_task(read_pipe(err_r, self.capture.stderr.feed)),
+            PipeReader(out_r, self.capture.feed_stdout),
+            PipeReader(err_r, self.capture.feed_stderr),
         ]
 
     def close_write_ends(self) -> None:
@@ -128,13 +127,16 @@ class OutputPipes:
                 os.close(fd)
         self._out_r = self._err_r = -1
         if self._readers:
-            _, pending = await asyncio.wait(self._readers, timeout=drain_s)
-            for task in pending:
-                await cancel_quietly(task)
-            for task in self._readers:
-                error = None if task.cancelled() else task.exception()
+            readers, self._readers = self._readers, []
+            waiting = [r.done for r in readers if not r.done.done()]
+            if waiting:
+                await asyncio.wait(waiting, timeout=drain_s)
+            for reader in readers:
+                if not reader.done.done():
+                    reader.cancel()
+            for reader in readers:
+                error = None if reader.done.cancelled() else reader.done.exception()
                 if error is not None:
                     raise error
-            self._readers = []
         await self.capture.close()
         return self.capture.stdout.tail(), self.capture.stderr.tail()
