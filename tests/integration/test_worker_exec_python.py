@@ -94,6 +94,14 @@ async def test_positional_keyword_and_no_args(executor: Executor) -> None:
     assert value(await call(executor, "noop")) is None
 
 
+async def test_arguments_bigger_than_a_socket_buffer(executor: Executor) -> None:
+    # The job goes to the pool process in one sendmsg with its pipes; a frame bigger
+    # than the socket buffer is finished by a second send.
+    big = "x" * (4 * 2**20)
+    assert value(await call(executor, "describe", [big])) == {"args": [big], "kwargs": {}}
+    assert value(await call(executor, "add", [1, 1])) == 2  # the same process, in step
+
+
 async def test_async_function(executor: Executor) -> None:
     assert value(await call(executor, "async_add", [1, 2])) == 3
 
