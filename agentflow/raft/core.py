@@ -108,6 +108,8 @@ class RaftCore:
         # Read requests that arrived before this leader committed an entry of its term.
         self.deferred_reads: list[Message] = []
         self.msgs: list[Message] = []
+        # A leader's commit index moved this turn: followers hear of it in ready().
+        self.announce_commit = False
         self.read_states: list[ReadState] = []
         self._prev_hard = hs
         self._prev_soft = SoftState(NONE, Role.FOLLOWER)
@@ -142,6 +144,7 @@ class RaftCore:
         self.transferee = NONE
         self.read_index.clear()
         self.deferred_reads = []
+        self.announce_commit = False
 
     def _reset_randomized_timeout(self) -> None:
         self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(
@@ -387,6 +390,7 @@ class RaftCore:
     def has_ready(self) -> bool:
         return bool(
             self.msgs
+            or self.announce_commit
             or self.read_states
             or self.log.pending_snapshot is not None
             or self.log.unstable_from <= self.log.last_index()
@@ -397,6 +401,10 @@ class RaftCore:
 
     def ready(self) -> Ready:
         self._check_idle()
+        if self.announce_commit:
+            self.announce_commit = False
+            if self.role is Role.LEADER:
+                replication.announce_commit(self)
         rd = Ready(
             entries=list(self.log.unstable_entries()),
             snapshot=self.log.pending_snapshot,

@@ -51,6 +51,20 @@ def broadcast_append(core: RaftCore, allow_empty: bool = False) -> None:
             send_append(core, node, allow_empty)
 
 
+def announce_commit(core: RaftCore) -> None:
+    """Tell every follower the leader's commit index: appends already queued this turn
+    carry it (their commit is raised to it, as if made now); a follower with none
+    gets an append, empty if it lacks nothing."""
+    covered: set[NodeId] = set()
+    for m in core.msgs:
+        if m.type is MessageType.APPEND and m.term == core.term:
+            m.commit = max(m.commit, core.log.committed)
+            covered.add(m.to)
+    for node in core.progress:
+        if node != core.id and node not in covered:
+            send_append(core, node, allow_empty=True)
+
+
 def send_append(core: RaftCore, node: NodeId, allow_empty: bool = False) -> bool:
     """Send what `node` is missing, or a snapshot if that was compacted away."""
     pr = core.progress[node]
@@ -178,13 +192,16 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
         pr.become_probe()
         pr.become_replicate()
     if maybe_commit(core):
-        broadcast_append(core, allow_empty=True)  # followers learn the commit at once
-    else:
-        if was_paused:
-            send_append(core, m.frm, allow_empty=True)  # so it learns the commit index
-        # Keep the pipeline full: send whatever else the follower lacks.
-        while send_append(core, m.frm):
-            pass
+        # Followers learn the commit at once, but once per turn of the host's loop
+        # and riding on the appends of that turn when there are any (see
+        # announce_commit): acks of both followers arrive together under load, and
+        # each announcement is a message and a reply per follower.
+        core.announce_commit = True
+    elif was_paused:
+        send_append(core, m.frm, allow_empty=True)  # so it learns the commit index
+    # Keep the pipeline full: send whatever else the follower lacks.
+    while send_append(core, m.frm):
+        pass
     if m.frm == core.transferee:
         continue_transfer(core)
 
