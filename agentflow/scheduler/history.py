@@ -101,10 +101,15 @@ def commits_from_log(entries: Iterable[tuple[int, bytes]]) -> list[Commit]:
         kind = cmd.WhichOneof("kind")
         if result.duplicate or result.error.code:
             continue
-        if kind == "submit_tasks":
+        if kind in ("submit_tasks", "submit_workflow"):
             # Placed in their own submit entry: an assignment like any other.
             ids = list(result.task_ids)
-            for p in cmd.submit_tasks.placements:
+            placements = (
+                cmd.submit_tasks.placements
+                if kind == "submit_tasks"
+                else cmd.submit_workflow.placements
+            )
+            for p in placements:
                 if p.task_index < len(ids):
                     task_id = ids[p.task_index]
                     commits.append(Commit(index, "assigned", task_id, 1, task_id not in refused))

@@ -34,7 +34,17 @@ from agentflow.state import ChangeSet, SchedulerState
 log = structlog.get_logger(__name__)
 
 TS = state_pb2.TaskState
-_ON_WORKER = (TS.TASK_STATE_ASSIGNED, TS.TASK_STATE_RUNNING)
+# Plain ints: TS.X goes through the enum wrapper's __getattr__, on every task.
+_READY = TS.TASK_STATE_READY
+_PENDING = TS.TASK_STATE_PENDING
+_ASSIGNED = TS.TASK_STATE_ASSIGNED
+_CANCELLED = TS.TASK_STATE_CANCELLED
+_ON_WORKER = (_ASSIGNED, TS.TASK_STATE_RUNNING)
+_PRIORITIES = tuple(Priority)  # by value: Priority(value) is an enum call per task
+
+
+def _priority(value: int) -> Priority:
+    return _PRIORITIES[value] if 0 <= value < len(_PRIORITIES) else Priority(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,24 +187,24 @@ class Scheduler:
     def _sync_task(self, task_id: str) -> None:
         task = self.state.task(task_id)
         told = self._where.get(task_id)
-        if told is None and task is not None and task.state == TS.TASK_STATE_ASSIGNED:
+        if told is None and task is not None and task.state == _ASSIGNED:
             self._tell_placed(task)
             return
         if told is not None and (
             task is None or task.state not in _ON_WORKER or task.attempt != told[1]
         ):
             del self._where[task_id]
-            if task is not None and task.state == TS.TASK_STATE_CANCELLED:
+            if task is not None and task.state == _CANCELLED:
                 self._send_cancel(told[0], task_id, told[1], task.result.error or "cancelled")
-        if task is None or task.state != TS.TASK_STATE_READY:
+        if task is None or task.state != _READY:
             if task_id in self.queue:
                 self.queue.remove(task_id)
             if task is not None and self._waits_for_retry(task):
                 heapq.heappush(self._retry_heap, (task.not_before_ms, task.id))
             return
         if task_id in self.queue:
-            if self.queue.priority_of(task_id) != Priority(task.priority):
-                self.queue.reprioritize(task_id, Priority(task.priority))
+            if self.queue.priority_of(task_id) != _priority(task.priority):
+                self.queue.reprioritize(task_id, _priority(task.priority))
         else:
             self._enqueue(task)
 
@@ -212,14 +222,14 @@ class Scheduler:
 
     def _waits_for_retry(self, task: state_pb2.Task) -> bool:
         return (
-            task.state == TS.TASK_STATE_PENDING
+            task.state == _PENDING
             and task.not_before_ms > 0
             and not self.state.blocking(task.id)
         )
 
     def _enqueue(self, task: state_pb2.Task, at_ms: int | None = None) -> None:
         when = task.ready_ms if at_ms is None else at_ms
-        self.queue.push(task.id, Priority(task.priority), when / 1000)
+        self.queue.push(task.id, _priority(task.priority), when / 1000)
 
     def _release_due_retries(self, now_ms: int) -> float | None:
         """Queue retries whose time has come; seconds until the next one, if any."""
@@ -359,7 +369,7 @@ class Scheduler:
             task = self.state.task(assignment.task_id)
             if (
                 task is None
-                or task.state != TS.TASK_STATE_ASSIGNED
+                or task.state != _ASSIGNED
                 or task.attempt != assignment.attempt
                 or task.worker_id != assignment.worker_id
             ):

@@ -17,7 +17,7 @@ them is part of the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -491,7 +491,18 @@ class SchedulerState:
                 self._remaining[task_id] = 0
                 self._set_state(task, READY, ch)
         result.task_ids.extend(ids)
-        for i, p in enumerate(cmd.submit_tasks.placements):
+        self._place(cmd.submit_tasks.placements, ids, ch, result)
+
+    def _place(
+        self,
+        placements: Iterable[state_pb2.Placement],
+        ids: Sequence[str],
+        ch: _Changes,
+        result: state_pb2.CommandResult,
+    ) -> None:
+        """The leader's placements of tasks just created (attempt 1 each); one that
+        cannot apply is listed in `rejected` and its task stays as it is."""
+        for i, p in enumerate(placements):
             if p.task_index >= len(ids):
                 result.rejected.append(f"placements[{i}]: no task at index {p.task_index}")
                 continue
@@ -544,6 +555,7 @@ class SchedulerState:
             self._set_state(task, PENDING if deps else READY, ch)
         result.workflow_id = wf_id
         result.task_ids.extend(wf.task_ids)
+        self._place(cmd.submit_workflow.placements, wf.task_ids, ch, result)
 
     def _assign_tasks(
         self, cmd: state_pb2.Command, ch: _Changes, result: state_pb2.CommandResult

@@ -470,6 +470,24 @@ def test_a_submit_may_place_its_new_tasks_in_the_same_entry(h: Harness) -> None:
     assert [t.id for t in h.sm.tasks_of_worker("w1")] == ["a"]
 
 
+def test_a_workflow_submit_may_place_its_roots_too(h: Harness) -> None:
+    h.worker()
+    specs = [spec("build"), spec("test", deps=["build"])]
+    placements = [
+        pb.Placement(task_index=0, worker_id="w1"),
+        pb.Placement(task_index=1, worker_id="w1"),
+    ]
+    result = h.run(
+        submit_workflow=pb.SubmitWorkflow(
+            workflow=pb.WorkflowSpec(tasks=specs, id="wf"), placements=placements
+        )
+    )
+    assert list(result.task_ids) == ["wf/build", "wf/test"]
+    assert list(result.rejected) == ["wf/test: waiting on 1 unfinished dependencies"]
+    assert h.states("wf/build", "wf/test") == ["ASSIGNED", "PENDING"]
+    assert h.sm.tasks["wf/build"].attempt == 1
+
+
 def test_failure_message_and_retry(h: Harness) -> None:
     h.worker()
     (a,) = h.ids(spec(max_retries=1))
