@@ -180,7 +180,9 @@ class PythonPool:
 
     async def acquire(self) -> PoolProcess:
         while self._idle:
-            child = self._idle.popleft()
+            # The most recently used: in a sequential stream one process stays warm
+            # (caches, scheduler) while the others wait as spares.
+            child = self._idle.pop()
             if child.alive:
                 self._busy.add(child)
                 return child

@@ -186,7 +186,7 @@ async def test_context_env_cwd_and_gpus(executor: Executor, tmp_path: Path) -> N
 
 async def test_pool_is_warm_and_reused(executor: Executor) -> None:
     pids = [value(await call(executor, "whoami"))["pid"] for _ in range(4)]
-    assert len(set(pids)) <= 2  # the two warm processes serve everything in turn
+    assert len(set(pids)) <= 2  # the warm processes serve everything
 
     await call(executor, "noop")  # the module is imported in both processes now
     await call(executor, "noop")
@@ -195,7 +195,7 @@ async def test_pool_is_warm_and_reused(executor: Executor) -> None:
         started = time.perf_counter()
         assert (await call(executor, "noop")).success
         timings.append(time.perf_counter() - started)
-    # Sequential tasks do not churn processes: the same two served all of them.
+    # Sequential tasks do not churn processes: the same ones served all of them.
     assert {value(await call(executor, "whoami"))["pid"] for _ in range(4)} == set(pids)
     started = time.perf_counter()
     bare_proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
@@ -221,13 +221,27 @@ async def test_pool_grows_past_its_size_under_concurrency(executor: Executor) ->
     assert [value(o) for o in outcomes] == [0.3] * 4
 
 
+async def pool_pids(executor: Executor) -> set[int]:
+    """The pids of both idle processes: two calls at once take one each."""
+    outcomes = await asyncio.gather(*(call(executor, "whoami", task_id=f"w{i}") for i in range(2)))
+    return {value(o)["pid"] for o in outcomes}
+
+
+async def test_sequential_tasks_keep_to_the_warmest_process(executor: Executor) -> None:
+    await idle_pool(executor)
+    pids = {value(await call(executor, "whoami"))["pid"] for _ in range(6)}
+    assert len(pids) == 1  # the most recently used goes first; the other is a spare
+    assert len(await pool_pids(executor)) == 2
+
+
 async def test_crashed_pool_process_is_replaced(executor: Executor) -> None:
-    before = {value(await call(executor, "whoami"))["pid"] for _ in range(2)}
+    await idle_pool(executor)
+    before = await pool_pids(executor)
     outcome = await call(executor, "crash", [3])
     assert not outcome.success and outcome.exit_code == 3
     assert outcome.error == "python process exited with code 3 before returning"
     await idle_pool(executor)
-    after = {value(await call(executor, "whoami"))["pid"] for _ in range(4)}
+    after = await pool_pids(executor)
     assert len(before & after) == 1  # one of the two was replaced
     assert len(after) == 2
 
