@@ -222,9 +222,7 @@ class Scheduler:
 
     def _waits_for_retry(self, task: state_pb2.Task) -> bool:
         return (
-            task.state == _PENDING
-            and task.not_before_ms > 0
-            and not self.state.blocking(task.id)
+            task.state == _PENDING and task.not_before_ms > 0 and not self.state.blocking(task.id)
         )
 
     def _enqueue(self, task: state_pb2.Task, at_ms: int | None = None) -> None:
@@ -352,11 +350,20 @@ class Scheduler:
     async def _commit(self, batch: list[state_pb2.Assignment]) -> None:
         ids = [a.task_id for a in batch]
         self._in_flight.update(ids)
+        # Held in the views until applied, so a submit placed meanwhile (place_new)
+        # neither takes the same room nor the same GPU.
+        token = next(self._tokens)
+        self._reserved[token] = [
+            (a.worker_id, requirements(task), tuple(a.gpu_indices))
+            for a in batch
+            if (task := self.state.task(a.task_id)) is not None
+        ]
         try:
             result = await self.proposer.propose(
                 state_pb2.Command(assign_tasks=state_pb2.AssignTasks(assignments=batch))
             )
         finally:
+            del self._reserved[token]
             self._in_flight.difference_update(ids)
             # Whatever happened (rejected, dropped, applied), re-read these tasks from
             # state: applied ones are on a worker now, the rest go back to the queue.

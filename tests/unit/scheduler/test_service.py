@@ -500,3 +500,25 @@ async def test_nothing_is_placed_ahead_of_queued_tasks(rig: Rig) -> None:
         assert rig.scheduler.place_new([shell("late")]) == (0, [])
         dependent = state_pb2.TaskSpec(command="shell:true", dependencies=["x"])
         assert Rig().scheduler.place_new([dependent]) == (0, [])  # not started either
+
+
+async def test_a_placed_submit_never_takes_the_gpu_of_an_assignment_in_flight(rig: Rig) -> None:
+    gate = asyncio.Event()
+    propose = rig.replicator.propose
+
+    async def gated(command: bytes) -> object:
+        if state_pb2.Command.FromString(command).WhichOneof("kind") == "assign_tasks":
+            await gate.wait()
+        return await propose(command)
+
+    rig.replicator.propose = gated  # type: ignore[method-assign]
+    async with running(rig):
+        session = await rig.worker("w1", capacity=4, gpu_count=2)
+        await rig.submit(shell("first", gpus=1))  # dispatched: its AssignTasks waits
+        await rig.settle()
+        token, placed = rig.scheduler.place_new([shell("second", gpus=1), shell("third", gpus=1)])
+        assert [list(p.gpu_indices) for p in placed] == [[1]]  # GPU 0 is in flight
+        gate.set()
+        [first] = await session.wait_for(1)
+        assert list(first.gpu_indices) == [0]
+        rig.scheduler.release(token)
