@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -417,16 +418,27 @@ class AsyncClient(ClientBase):
                     tracker.update(event.task)
                     if tracker.done:
                         break
-        return await self._settled_workflow(status.id, limit, what)
+        return await self._settled_workflow(status.id, limit, what, tracker)
 
     async def _settled_workflow(
-        self, workflow_id: str, limit: Deadline | None, what: str
+        self,
+        workflow_id: str,
+        limit: Deadline | None,
+        what: str,
+        tracker: WorkflowTracker | None = None,
     ) -> WorkflowStatus:
-        """Every task is final; read the workflow until its own state is too."""
+        """Every task is final; read the workflow until its own state is too. The
+        tasks come from `tracker` when it saw every one (their final versions came
+        with the watch: no need to read and convert them all again)."""
         settle = Settle(self._policy, limit, what)
         while True:
-            status = await self.get_workflow(workflow_id)
+            status = await self.get_workflow(workflow_id, include_tasks=tracker is None)
             delay = settle.next_delay(status)
             if delay is None:
-                return status
+                if tracker is None:
+                    return status
+                tasks = tracker.tasks_of(status.task_ids)
+                if tasks is None:
+                    return await self.get_workflow(workflow_id)
+                return dataclasses.replace(status, tasks=tasks)
             await asyncio.sleep(delay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -410,16 +411,27 @@ class Client(ClientBase):
                     tracker.update(event.task)
                     if tracker.done:
                         break
-        return self._settled_workflow(status.id, limit, what)
+        return self._settled_workflow(status.id, limit, what, tracker)
 
     def _settled_workflow(
-        self, workflow_id: str, limit: Deadline | None, what: str
+        self,
+        workflow_id: str,
+        limit: Deadline | None,
+        what: str,
+        tracker: WorkflowTracker | None = None,
     ) -> WorkflowStatus:
-        """Every task is final; read the workflow until its own state is too."""
+        """Every task is final; read the workflow until its own state is too. The
+        tasks come from `tracker` when it saw every one (their final versions came
+        with the watch: no need to read and convert them all again)."""
         settle = Settle(self._policy, limit, what)
         while True:
-            status = self.get_workflow(workflow_id)
+            status = self.get_workflow(workflow_id, include_tasks=tracker is None)
             delay = settle.next_delay(status)
             if delay is None:
-                return status
+                if tracker is None:
+                    return status
+                tasks = tracker.tasks_of(status.task_ids)
+                if tasks is None:
+                    return self.get_workflow(workflow_id)
+                return dataclasses.replace(status, tasks=tasks)
             time.sleep(delay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from agentflow.client.models import Task, TaskEvent, TaskState, WorkflowStatus
 
@@ -33,6 +34,7 @@ class WorkflowTracker:
         self.workflow_id = status.id
         self._states: dict[str, TaskState] = dict.fromkeys(status.task_ids, TaskState.UNKNOWN)
         self._finished = 0  # kept with every update: `done` is asked after each event
+        self._tasks: dict[str, Task] = {}
         for task in status.tasks:
             self.update(task)
 
@@ -41,6 +43,15 @@ class WorkflowTracker:
             before = self._states.get(task.id)
             self._finished += task.state.is_finished - bool(before and before.is_finished)
             self._states[task.id] = task.state
+            self._tasks[task.id] = task
+
+    def tasks_of(self, task_ids: Sequence[str]) -> tuple[Task, ...] | None:
+        """The latest version seen of each of these tasks, in that order; None if
+        one was never seen."""
+        try:
+            return tuple(self._tasks[i] for i in task_ids)
+        except KeyError:
+            return None
 
     @property
     def total(self) -> int:

@@ -225,8 +225,10 @@ def test_wait_workflow_asks_only_for_endings(client: Client, fake: FakeMaster) -
     assert status.state is WorkflowState.SUCCEEDED and len(status.tasks) == 2
     [watch] = fake.calls("WatchTasks")
     assert watch.request.final_only and not watch.request.include_progress
-    first, last = fake.calls("GetWorkflow")
-    assert not first.request.include_tasks and last.request.include_tasks
+    # Neither read carries the tasks: their final versions came with the watch.
+    assert [c.request.include_tasks for c in fake.calls("GetWorkflow")] == [False, False]
+    assert [t.id for t in status.tasks] == ["q/a", "q/b"]
+    assert all(t.state is TaskState.SUCCEEDED for t in status.tasks)
     seen: list[TaskEvent] = []
     client.submit_workflow(Workflow(specs, id="r"))
     later(0.1, fake.finish, "r/a")
