@@ -15,12 +15,14 @@ acknowledged task checked at the end: lost = acknowledged but not SUCCEEDED).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from common import arguments, checkpoint, emit, fanout, latency, log, throughput
 
 import agentflow
@@ -68,6 +70,25 @@ async def submit_batches(client: AsyncClient, group: str, count: int) -> list[st
         n = min(BATCH, count - start)
         ids += await client.submit_many([TaskSpec(NOOP, group=group) for _ in range(n)])
     return ids
+
+
+def cluster_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) so far of every process this runner started:
+    masters, workers and their pool processes."""
+    seconds: dict[int, float] = {}
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            seconds[proc.pid] = times.user + times.system
+    return seconds
+
+
+def cpu_ms_per_task(before: dict[int, float], tasks: int) -> float:
+    """Cluster CPU per task since `before` (processes alive at both readings): a
+    steadier measure than tasks/s on a machine whose other load varies."""
+    after = cluster_cpu()
+    spent = sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+    return round(spent / max(1, tasks) * 1000, 3)
 
 
 async def wait_workers(client: AsyncClient, timeout: float = 60.0) -> None:
@@ -219,6 +240,7 @@ async def bench(args: object) -> dict[str, object]:
                 cap = a.throughput_timeout  # type: ignore[attr-defined]
                 log(f"agentflow: {n} no-op tasks")
                 base = await succeeded(client)
+                cpu_before = cluster_cpu()
                 t0 = time.perf_counter()
                 ids = await submit_batches(client, "bench", n)
                 t1 = time.perf_counter()
@@ -231,6 +253,9 @@ async def bench(args: object) -> dict[str, object]:
                 try:
                     await wait_succeeded(client, base + n, timeout=cap, progress=note)
                     result["throughput"] = throughput(n, t1 - t0, time.perf_counter() - t0)
+                    result["throughput"]["cluster_cpu_ms_per_task"] = cpu_ms_per_task(  # type: ignore[index]
+                        cpu_before, n
+                    )
                 except TimeoutError:
                     elapsed = time.perf_counter() - t0
                     done = await succeeded(client) - base
