@@ -6,12 +6,16 @@ Every process here is our own child; it is signalled only through its Popen hand
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]  # no types-psutil in the dev extras yet
 
 
 def free_ports(count: int) -> list[int]:
@@ -25,6 +29,30 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def descendants() -> set[int]:
+    """Pids of every process below this one (children, their children, ...)."""
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def all_gone(pids: list[int], timeout: float = 3.0) -> bool:
+    """Whether every one of `pids` is gone within `timeout` seconds (SIGKILL is
+    delivered asynchronously: the kernel may need a moment)."""
+    deadline = time.monotonic() + timeout
+    while not all(gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 @dataclass

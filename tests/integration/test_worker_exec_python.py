@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
+from agentflow.common.processes import all_gone, descendants, gone
 from agentflow.worker.executor import Executor, Outcome, TaskRun
 from agentflow.worker.python_pool import PoolProcess
 from agentflow.worker.testing_tasks import RecordingReporter
@@ -24,14 +24,14 @@ TASKS = "python:agentflow.worker.testing_tasks"
 @pytest.fixture
 async def executor() -> AsyncIterator[Executor]:
     ex = Executor(python_pool_size=2, log_batch_seconds=0.05, kill_grace_s=0.5)
-    before = children()
+    before = descendants()
     await ex.start()
     try:
         yield ex
     finally:
         await ex.close()
     # Everything the test started is gone (or a zombie about to be reaped).
-    assert await all_gone(list(children() - before))
+    assert await all_gone(list(descendants() - before))
 
 
 async def call(
@@ -55,26 +55,6 @@ async def call(
 def value(outcome: Outcome) -> Any:
     assert outcome.success, outcome
     return json.loads(outcome.value_json)
-
-
-def children() -> set[int]:
-    return {c.pid for c in psutil.Process().children(recursive=True)}
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def all_gone(pids: list[int], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not all(gone(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def idle_pool(ex: Executor, size: int = 2, timeout: float = 10.0) -> None:

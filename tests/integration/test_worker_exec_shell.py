@@ -8,9 +8,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psutil
 import pytest
 
+from agentflow.common.processes import all_gone, descendants, gone
 from agentflow.worker.executor import Executor, TaskRun
 from agentflow.worker.testing_tasks import RecordingReporter
 
@@ -22,35 +22,14 @@ async def executor() -> AsyncIterator[Executor]:
     ex = Executor(
         python_pool_size=0, log_batch_bytes=4096, log_batch_seconds=0.05, kill_grace_s=0.5
     )
-    before = children()
+    before = descendants()
     await ex.start()
     try:
         yield ex
     finally:
         await ex.close()
     # Everything the test started is gone (or a zombie about to be reaped).
-    assert await all_gone(list(children() - before))
-
-
-def children() -> set[int]:
-    return {c.pid for c in psutil.Process().children(recursive=True)}
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def all_gone(pids: list[int], timeout: float = 3.0) -> bool:
-    """SIGKILL is delivered asynchronously: give the kernel a moment."""
-    deadline = time.monotonic() + timeout
-    while not all(gone(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    assert await all_gone(list(descendants() - before))
 
 
 def read_words(path: Path) -> list[str]:
