@@ -39,7 +39,7 @@ def descendants() -> set[int]:
 def gone(pid: int) -> bool:
     """Exited: no such process, or a zombie waiting to be reaped."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
