@@ -554,18 +554,10 @@ class Scheduler:
         """Commit a result. False: refused as stale (another attempt is current, or
         the task is already final); the worker should drop it."""
         self._heard_results(worker_id, 1)
-        task = self.state.task(task_id)
-        delay = self.retry_delay_ms(task, attempt) if task is not None else 0
-        cmd = state_pb2.Command(
-            task_finished=state_pb2.TaskFinished(
-                task_id=task_id,
-                attempt=attempt,
-                worker_id=worker_id,
-                success=success,
-                result=result,
-                retry_delay_ms=delay,
-            )
+        report = state_pb2.TaskFinished(
+            task_id=task_id, attempt=attempt, success=success, result=result
         )
+        cmd = state_pb2.Command(task_finished=self._finished_item(worker_id, report))
         return not (await self.proposer.propose(cmd)).rejected
 
     async def report_results(
@@ -575,35 +567,41 @@ class Scheduler:
         FinishTasks per run of distinct task ids, so that its `rejected`, keyed by
         task id, is unambiguous). Per report: False = refused as stale."""
         self._heard_results(worker_id, len(reports))
-        chunks: list[list[state_pb2.TaskFinished]] = [[]]
+        chunks: list[list[state_pb2.TaskFinished]] = []
         seen: set[str] = set()
         for report in reports:
-            if report.task_id in seen:
+            if not chunks or report.task_id in seen:
                 chunks.append([])
                 seen = set()
             seen.add(report.task_id)
-            item = state_pb2.TaskFinished()
-            item.CopyFrom(report)
-            item.worker_id = worker_id
-            task = self.state.task(report.task_id)
-            item.retry_delay_ms = self.retry_delay_ms(task, report.attempt) if task else 0
-            chunks[-1].append(item)
+            chunks[-1].append(self._finished_item(worker_id, report))
         results = await asyncio.gather(
             *(
                 self.proposer.propose(
                     state_pb2.Command(finish_tasks=state_pb2.FinishTasks(items=chunk))
                 )
                 for chunk in chunks
-                if chunk
             )
         )
         accepted: list[bool] = []
-        for chunk, result in zip((c for c in chunks if c), results, strict=True):
+        for chunk, result in zip(chunks, results, strict=True):
             if result.error.code:
                 raise ValueError(f"{result.error.field}: {result.error.message}")
             refused = {r.split(":", 1)[0] for r in result.rejected}
             accepted += [item.task_id not in refused for item in chunk]
         return accepted
+
+    def _finished_item(
+        self, worker_id: str, report: state_pb2.TaskFinished
+    ) -> state_pb2.TaskFinished:
+        """A report as committed: fenced to this worker, with the retry delay the
+        leader decides for the case it failed with retries left."""
+        item = state_pb2.TaskFinished()
+        item.CopyFrom(report)
+        item.worker_id = worker_id
+        task = self.state.task(report.task_id)
+        item.retry_delay_ms = self.retry_delay_ms(task, report.attempt) if task is not None else 0
+        return item
 
     def _heard_results(self, worker_id: str, count: int) -> None:
         """Any message is a sign of life; results also feed the adaptive prefetch."""
