@@ -43,6 +43,10 @@ _ON_WORKER = (_ASSIGNED, TS.TASK_STATE_RUNNING)
 _PRIORITIES = tuple(Priority)  # by value: Priority(value) is an enum call per task
 
 
+# What one placement takes on a worker: (worker id, requirements, GPU indices).
+_Hold = tuple[str, TaskRequirements, tuple[int, ...]]
+
+
 def _priority(value: int) -> Priority:
     return _PRIORITIES[value] if 0 <= value < len(_PRIORITIES) else Priority(value)
 
@@ -117,8 +121,9 @@ class Scheduler:
         self._retry_heap: list[tuple[int, str]] = []  # (not_before_ms, task id)
         self._where: dict[str, tuple[str, int]] = {}  # task -> (worker, attempt) told
         self._in_flight: set[str] = set()  # popped, AssignTasks not yet applied
-        # Placed inside a SubmitTasks not yet applied (see place_new), by token.
-        self._reserved: dict[int, list[tuple[str, TaskRequirements, tuple[int, ...]]]] = {}
+        # Room taken by commands not yet applied (a placed submit, see place_new, or
+        # an AssignTasks in flight), by token: kept out of the views until applied.
+        self._reserved: dict[int, list[_Hold]] = {}
         self._tokens = itertools.count(1)
         self._changed: set[str] = set()
         self._live: dict[str, _Live] = {}
@@ -255,9 +260,9 @@ class Scheduler:
             self._absorb()
             now_ms = self.proposer.now_ms()
             next_retry = self._release_due_retries(now_ms)
-            batch = self._plan(now_ms)
+            batch, held = self._plan(now_ms)
             if batch:
-                await self._commit(batch)
+                await self._commit(batch, held)
                 if len(batch) == self.config.dispatch_batch:
                     self._wake.set()  # probably more to do right away
                 continue
@@ -287,7 +292,7 @@ class Scheduler:
             return 0, []
         usable = self._usable()
         placed: list[state_pb2.Placement] = []
-        held: list[tuple[str, TaskRequirements, tuple[int, ...]]] = []
+        held: list[_Hold] = []
         for i, spec in enumerate(specs):
             if spec.dependencies:
                 continue
@@ -312,16 +317,18 @@ class Scheduler:
         if self._reserved.pop(token, None) is not None:
             self._wake.set()  # room the placements did not take is free again
 
-    def _plan(self, now_ms: int) -> list[state_pb2.Assignment]:
+    def _plan(self, now_ms: int) -> tuple[list[state_pb2.Assignment], list[_Hold]]:
+        """This round's assignments, and the room each takes."""
         if not self.queue or not self._live:
-            return []
+            return [], []
         usable = self._usable()
         # Scanning the queue costs O(scanned); with every slot taken nothing can be
         # placed, and a round per applied command would rescan a long queue for naught.
         free = sum(max(0, v.capacity - v.running) for v in usable.values())
         if not free:
-            return []
+            return [], []
         chosen: list[state_pb2.Assignment] = []
+        held: list[_Hold] = []
 
         def fits(task_id: str) -> bool:
             task = self.state.task(task_id)
@@ -332,6 +339,7 @@ class Scheduler:
             if spot is None:
                 return False
             usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
+            held.append((spot.worker_id, req, spot.gpu_indices))
             chosen.append(
                 state_pb2.Assignment(
                     task_id=task_id,
@@ -345,19 +353,15 @@ class Scheduler:
         self.queue.pop_matching(
             now_ms / 1000, fits, min(free, self.config.dispatch_batch), self.config.max_scan
         )
-        return chosen
+        return chosen, held
 
-    async def _commit(self, batch: list[state_pb2.Assignment]) -> None:
+    async def _commit(self, batch: list[state_pb2.Assignment], held: list[_Hold]) -> None:
         ids = [a.task_id for a in batch]
         self._in_flight.update(ids)
         # Held in the views until applied, so a submit placed meanwhile (place_new)
         # neither takes the same room nor the same GPU.
         token = next(self._tokens)
-        self._reserved[token] = [
-            (a.worker_id, requirements(task), tuple(a.gpu_indices))
-            for a in batch
-            if (task := self.state.task(a.task_id)) is not None
-        ]
+        self._reserved[token] = held
         try:
             result = await self.proposer.propose(
                 state_pb2.Command(assign_tasks=state_pb2.AssignTasks(assignments=batch))
