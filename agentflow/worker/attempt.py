@@ -106,7 +106,6 @@ class OutputPipes:
 
     def started(self) -> None:
         self.close_write_ends()
-        self.capture.start()
         out_r, err_r, self._out_r, self._err_r = self._out_r, self._err_r, -1, -1
         self._readers = [
             PipeReader(out_r, self.capture.feed_stdout),
@@ -132,11 +131,9 @@ class OutputPipes:
             if waiting:
                 await asyncio.wait(waiting, timeout=drain_s)
             for reader in readers:
-                if not reader.done.done():
-                    reader.cancel()
+                reader.cancel()  # those still open: a holder of the pipe outlived the task
             for reader in readers:
-                error = None if reader.done.cancelled() else reader.done.exception()
-                if error is not None:
+                if (error := reader.done.exception()) is not None:
                     raise error
         await self.capture.close()
         return self.capture.stdout.tail(), self.capture.stderr.tail()

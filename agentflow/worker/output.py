@@ -113,9 +113,8 @@ class Capture:
         self._batch_seconds = batch_seconds
         self._ticker: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """The tick starts with the first output: most tasks print nothing, and a
-        task plus a timer per attempt is measurable at hundreds of tasks a second."""
+    # The tick starts with the first output, not with the attempt: most tasks print
+    # nothing, and a task plus a timer per attempt is measurable at hundreds a second.
 
     def feed_stdout(self, data: bytes) -> None:
         self._tick_soon()
@@ -185,12 +184,11 @@ class PipeReader:
         self._loop.remove_reader(self._fd)
         os.close(self._fd)
         self._fd = -1
-        if not self.done.done():
-            if error is None:
-                self.done.set_result(None)
-            else:
-                self.done.set_exception(error)
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
 
     def cancel(self) -> None:
+        """Stop reading now (`done` resolves without error); nothing once ended."""
         self._end(None)
-        self.done.cancel()

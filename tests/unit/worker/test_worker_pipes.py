@@ -50,7 +50,6 @@ async def test_a_failing_sink_ends_the_pipe_with_its_error() -> None:
 async def test_capture_ticks_only_once_there_is_output() -> None:
     batches: list[tuple[str, str]] = []
     capture = Capture(lambda stream, text: batches.append((stream, text)), 1000, 0.01)
-    capture.start()
     await asyncio.sleep(0.03)
     assert capture._ticker is None  # a silent task costs no timer
     capture.feed_stderr(b"partial line")
