@@ -32,30 +32,27 @@ class WorkflowTracker:
 
     def __init__(self, status: WorkflowStatus) -> None:
         self.workflow_id = status.id
-        self._states: dict[str, TaskState] = dict.fromkeys(status.task_ids, TaskState.UNKNOWN)
+        # The latest version seen of each task; None: not seen yet (state UNKNOWN).
+        self._tasks: dict[str, Task | None] = dict.fromkeys(status.task_ids)
         self._finished = 0  # kept with every update: `done` is asked after each event
-        self._tasks: dict[str, Task] = {}
         for task in status.tasks:
             self.update(task)
 
     def update(self, task: Task) -> None:
-        if task.id in self._states or task.workflow_id == self.workflow_id:
-            before = self._states.get(task.id)
+        if task.id in self._tasks or task.workflow_id == self.workflow_id:
+            before = self._tasks.get(task.id)
             self._finished += task.state.is_finished - bool(before and before.is_finished)
-            self._states[task.id] = task.state
             self._tasks[task.id] = task
 
     def tasks_of(self, task_ids: Sequence[str]) -> tuple[Task, ...] | None:
         """The latest version seen of each of these tasks, in that order; None if
         one was never seen."""
-        try:
-            return tuple(self._tasks[i] for i in task_ids)
-        except KeyError:
-            return None
+        seen = tuple(t for i in task_ids if (t := self._tasks.get(i)) is not None)
+        return seen if len(seen) == len(task_ids) else None
 
     @property
     def total(self) -> int:
-        return len(self._states)
+        return len(self._tasks)
 
     @property
     def finished(self) -> int:
@@ -66,4 +63,4 @@ class WorkflowTracker:
         return self.finished == self.total
 
     def counts(self) -> Counter[TaskState]:
-        return Counter(self._states.values())
+        return Counter(TaskState.UNKNOWN if t is None else t.state for t in self._tasks.values())
