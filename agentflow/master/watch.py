@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TypeGuard
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2
@@ -51,7 +52,8 @@ async def watch_tasks(
     pending: dict[str, None] = {}
     wake = asyncio.Event()
 
-    final_only = request.final_only
+    def shown(task: state_pb2.Task | None) -> TypeGuard[state_pb2.Task]:
+        return task is not None and (not request.final_only or task.state in FINAL_STATES)
 
     def on_change(change: ChangeSet) -> None:
         for task_id in change.tasks:
@@ -68,7 +70,7 @@ async def watch_tasks(
         ids = list(wanted) if wanted is not None else list(state.tasks)
         for task_id in ids:
             task = state.task(task_id)
-            if task is not None and (not final_only or task.state in FINAL_STATES):
+            if shown(task):
                 sent[task_id] = _without_progress(task)
                 yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
         while True:
@@ -78,7 +80,7 @@ async def watch_tasks(
             pending.clear()
             for task_id in batch:
                 task = state.task(task_id)
-                if task is None or (final_only and task.state not in FINAL_STATES):
+                if not shown(task):
                     continue
                 key = _without_progress(task)
                 if not request.include_progress and sent.get(task_id) == key:
