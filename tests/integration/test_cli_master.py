@@ -9,26 +9,12 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agentflow.master.testing import MasterCluster
 
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
-
-
-@pytest.fixture(scope="module")
-def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cluster = MasterCluster(tmp_path_factory.mktemp("cli-master"), size=1)
-    cluster.start("m1")
-    try:
-        asyncio.run(cluster.leader(30.0))
-        yield cluster.address("m1")
-    finally:
-        cluster.stop_all()
 
 
 def agentflow(master: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -38,18 +38,6 @@ from agentflow.master.testing import MasterCluster
 POLICY = RetryPolicy(deadline=20.0, attempt_timeout=5.0)
 
 
-@pytest.fixture(scope="module")
-def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One `agentflow-master --mode leader` for the whole module."""
-    cluster = MasterCluster(tmp_path_factory.mktemp("sdk-master"), size=1)
-    cluster.start("m1")
-    try:
-        asyncio.run(cluster.leader(30.0))
-        yield cluster.address("m1")
-    finally:
-        cluster.stop_all()
-
-
 @pytest.fixture
 def client(master: str) -> Iterator[Client]:
     with Client(master, retry=POLICY) as c:
