@@ -72,8 +72,9 @@ class SchedulerConfig:
     timeout_grace: float = 10.0  # leader backstop: task timeout plus this
 
     def __post_init__(self) -> None:
-        if self.prefetch < 0 or self.prefetch_window < 0 or self.prefetch_max < 0:
-            raise ValueError("prefetch, prefetch_window and prefetch_max must be >= 0")
+        for name in ("prefetch", "prefetch_window", "prefetch_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("dispatch_batch", "max_scan", "retention_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

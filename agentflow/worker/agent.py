@@ -90,6 +90,8 @@ class AgentConfig:
             raise ValueError("--http-url: give at least one master HTTP URL")
         if not 0 < self.backoff_base <= self.backoff_max:
             raise ValueError("reconnect backoff: need 0 < base <= max")
+        if self.result_linger < 0:
+            raise ValueError(f"--result-linger-ms: must be >= 0, got {self.result_linger * 1000:g}")
 
 
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:

@@ -522,3 +522,9 @@ async def test_a_placed_submit_never_takes_the_gpu_of_an_assignment_in_flight(ri
         [first] = await session.wait_for(1)
         assert list(first.gpu_indices) == [0]
         rig.scheduler.release(token)
+
+
+@pytest.mark.parametrize("name", ["prefetch", "prefetch_window", "prefetch_max"])
+def test_a_negative_prefetch_setting_is_refused_by_name(name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be >= 0, got -1$"):
+        SchedulerConfig(**{name: -1})  # type: ignore[arg-type]

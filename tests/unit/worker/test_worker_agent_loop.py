@@ -305,3 +305,13 @@ async def test_results_wait_briefly_for_the_next_while_more_tasks_wait_here() ->
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def test_a_negative_result_linger_is_refused_by_its_flag() -> None:
+    with pytest.raises(ValueError, match=r"^--result-linger-ms: must be >= 0, got -1$"):
+        AgentConfig(
+            info=state_pb2.WorkerInfo(id="w1"),
+            grpc_targets=("m",),
+            transport="grpc",
+            result_linger=-0.001,
+        )
