@@ -302,6 +302,7 @@ class WatchTasksRequest(_message.Message):
     INCLUDE_PROGRESS_FIELD_NUMBER: _builtins.int
     MUST_EXIST_FIELD_NUMBER: _builtins.int
     FINAL_ONLY_FIELD_NUMBER: _builtins.int
+    MIN_INDEX_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     include_progress: _builtins.bool
     must_exist: _builtins.bool
@@ -311,6 +312,12 @@ class WatchTasksRequest(_message.Message):
     final_only: _builtins.bool
     """Only tasks in a final state: those already final in the first picture, then
     each task as it ends. Enough to wait for a workflow, at a fraction of the events.
+    """
+    min_index: _builtins.int
+    """The highest raft index the caller has seen (e.g. SubmitTasksResponse.index).
+    When the serving master has applied it, the watch starts from that master's
+    state without a ReadIndex barrier: it holds the caller's own writes, and later
+    changes arrive as events anyway. 0 = start from a linearizable read point.
     """
     @_builtins.property
     def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -324,10 +331,11 @@ class WatchTasksRequest(_message.Message):
         include_progress: _builtins.bool = ...,
         must_exist: _builtins.bool = ...,
         final_only: _builtins.bool = ...,
+        min_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_only", b"final_only", "include_progress", b"include_progress", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_only", b"final_only", "include_progress", b"include_progress", "min_index", b"min_index", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -134,6 +134,8 @@ class AsyncClient(ClientBase):
                 await asyncio.sleep(attempts.failed(address, rpc_status(exc)))
                 continue
             self._router.succeeded(address)
+            if write:
+                self._saw(response)
             return response
 
     async def _events(
@@ -145,7 +147,9 @@ class AsyncClient(ClientBase):
         while True:
             address = self._router.current
             call = self._stub(address).scheduler.WatchTasks(
-                request, timeout=remaining(limit), metadata=self._factory.metadata
+                self._watch_request(request),
+                timeout=remaining(limit),
+                metadata=self._factory.metadata,
             )
             received = False
             try:
@@ -385,7 +389,11 @@ class AsyncClient(ClientBase):
     ) -> Task:
         """One watch call: its first event is the task as it is now (NotFoundError if
         there is none), so waiting costs no separate read."""
-        request = requests.watch_tasks([task_id], "", include_progress=True, must_exist=True)
+        # Without a caller to show progress to, only the end matters.
+        quiet = on_event is None
+        request = requests.watch_tasks(
+            [task_id], "", include_progress=not quiet, must_exist=True, final_only=quiet
+        )
         what = f"wait for task {task_id}"
         async with aclosing(self._events(request, limit=limit, what=what)) as events:
             async for event in events:

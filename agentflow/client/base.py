@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 
+from agentflow._proto import scheduler_pb2 as api
 from agentflow.client.addresses import parse_addresses
 from agentflow.client.channels import ChannelFactory, TlsConfig
 from agentflow.client.durations import format_duration
@@ -30,6 +31,10 @@ class ClientBase:
         self._policy = retry if retry is not None else RetryPolicy()
         self._factory = ChannelFactory(tls, token)
         self._closed = False
+        # The highest raft index a write of this client was committed at: a watch
+        # passes it as min_index, so the master that already holds this client's
+        # writes serves it without a ReadIndex round (read-your-writes).
+        self._seen_index = 0
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -39,6 +44,16 @@ class ClientBase:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._policy
+
+    def _saw(self, response: object) -> None:
+        index = getattr(response, "index", 0)
+        if isinstance(index, int) and index > self._seen_index:
+            self._seen_index = index
+
+    def _watch_request(self, request: api.WatchTasksRequest) -> api.WatchTasksRequest:
+        if self._seen_index > request.min_index:
+            request.min_index = self._seen_index
+        return request
 
     def _attempts(self, operation: str, *, write: bool = False) -> Attempts:
         return Attempts(self._policy, self._router, operation, write=write)

@@ -130,6 +130,12 @@ class FakeMaster:
         with self._cond:
             return [c for c in self._calls if method is None or c.method == method]
 
+    @property
+    def index(self) -> int:
+        """The index of the latest change: each write and each played event takes one."""
+        with self._cond:
+            return self._state.index
+
     def finish(self, task_id: str, success: bool = True, exit_code: int = 0) -> None:
         """Play a worker: the task ends (its dependents become READY or SKIPPED)."""
         with self._cond:

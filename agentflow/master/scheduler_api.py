@@ -223,7 +223,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def WatchTasks(
         self, request: api.WatchTasksRequest, context: Ctx
     ) -> AsyncIterator[api.TaskEvent]:
-        await self._barrier(context)
+        # A master that has applied what the caller saw serves it as is (see
+        # min_index); otherwise the barrier waits for a point at least that recent.
+        if not request.min_index or self.rt.state.applied_index < request.min_index:
+            await self._barrier(context)
         if (error := missing_task(self.rt.state, request)) is not None:
             await context.abort(grpc.StatusCode.NOT_FOUND, error)
         async for event in watch_tasks(self.rt.state, request):

@@ -62,7 +62,7 @@ class Master:
             transport,
             state,
             NodeConfig(
-                raft=RaftConfig(),
+                raft=RaftConfig(lazy_commit_announce=True),
                 tick_interval=cfg.tick_interval,
                 snapshot_every=cfg.snapshot_every,
             ),

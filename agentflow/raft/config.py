@@ -16,6 +16,10 @@ class RaftConfig:
     check_quorum: bool = True
     max_entries_per_msg: int = 1024
     max_inflight_msgs: int = 256
+    # A leader whose commit index moved tells followers on the appends it sends anyway
+    # and otherwise at the next tick, instead of at once by an empty append (and its
+    # reply) each. Followers then apply up to a tick later; nothing waits on that.
+    lazy_commit_announce: bool = False
 
     def __post_init__(self) -> None:
         if self.heartbeat_ticks < 1:

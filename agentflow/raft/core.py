@@ -110,6 +110,8 @@ class RaftCore:
         self.msgs: list[Message] = []
         # A leader's commit index moved this turn: followers hear of it in ready().
         self.announce_commit = False
+        # Followers not yet told the current commit index (see replication.announce_commit).
+        self.unannounced: set[NodeId] = set()
         self.read_states: list[ReadState] = []
         self._prev_hard = hs
         self._prev_soft = SoftState(NONE, Role.FOLLOWER)
@@ -145,6 +147,7 @@ class RaftCore:
         self.read_index.clear()
         self.deferred_reads = []
         self.announce_commit = False
+        self.unannounced = set()
 
     def _reset_randomized_timeout(self) -> None:
         self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(

@@ -53,8 +53,14 @@ def broadcast_append(core: RaftCore, allow_empty: bool = False) -> None:
 
 def announce_commit(core: RaftCore) -> None:
     """Tell every follower the leader's commit index: appends already queued this turn
-    carry it (their commit is raised to it, as if made now); a follower with none
-    gets an append, empty if it lacks nothing."""
+    carry it (their commit is raised to it, as if made now). A follower with none gets
+    an empty append, or with `lazy_commit_announce` is told by the next append it gets
+    anyway, or at the next tick by an empty one.
+
+    Why lazily: nothing waits on a follower's commit index (a read through a follower
+    learns it from the leader's heartbeat round), and an empty append plus its reply
+    is a message each way per follower, per commit. On a lightly loaded cluster those
+    messages took CPU from the work that was waiting on the leader."""
     covered: set[NodeId] = set()
     for m in core.msgs:
         if m.type is MessageType.APPEND and m.term == core.term:
@@ -62,7 +68,19 @@ def announce_commit(core: RaftCore) -> None:
             covered.add(m.to)
     for node in core.progress:
         if node != core.id and node not in covered:
+            if core.cfg.lazy_commit_announce:
+                core.unannounced.add(node)
+            else:
+                send_append(core, node, allow_empty=True)
+
+
+def announce_deferred_commit(core: RaftCore) -> None:
+    """On a tick: followers that have not heard of the commit index since it last
+    moved get an append (empty if they lack nothing)."""
+    for node in sorted(core.unannounced):
+        if node in core.progress:
             send_append(core, node, allow_empty=True)
+    core.unannounced = set()
 
 
 def send_append(core: RaftCore, node: NodeId, allow_empty: bool = False) -> bool:
@@ -91,6 +109,7 @@ def send_append(core: RaftCore, node: NodeId, allow_empty: bool = False) -> bool
         )
     )
     pr.sent_entries(entries[-1].index if entries else prev, len(entries))
+    core.unannounced.discard(node)
     return True
 
 
@@ -141,6 +160,8 @@ def tick_heartbeat(core: RaftCore) -> None:
             # reply triggers; this covers a window too full to send even that.
             if pr.stall_ticks > core.cfg.election_ticks:
                 pr.become_probe()
+    if core.unannounced:
+        announce_deferred_commit(core)
     if core.heartbeat_elapsed >= core.cfg.heartbeat_ticks:
         core.heartbeat_elapsed = 0
         broadcast_heartbeat(core, core.read_index.last_context())

@@ -181,6 +181,47 @@ async def test_watch_streams_the_picture_then_changes(cluster: MasterCluster) ->
     assert info.value.details() == "task_ids[1]: no task 'nope'"
 
 
+async def test_a_watch_at_an_applied_min_index_needs_no_quorum(cluster: MasterCluster) -> None:
+    """min_index: a master that has applied what the caller saw serves the watch from
+    its own state; without it (or above what it applied) the watch needs a ReadIndex
+    round, which a master cut off from the others cannot get."""
+    leader = await cluster.leader()
+    follower = await follower_of(cluster)
+    resp = await stub(cluster.address(leader)).SubmitTasks(
+        api.SubmitTasksRequest(tasks=[shell("seen", group="nowhere")])
+    )
+    for _ in range(200):  # the follower applies it within a tick or so
+        if (await cluster.status(follower)).applied_index >= resp.index:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail(f"{follower} did not apply index {resp.index}")
+    others = [n for n in cluster.ids if n != follower]
+    for node in others:
+        cluster.group.pause(node)
+    try:
+        s = stub(cluster.address(follower))
+        watch = s.WatchTasks(
+            api.WatchTasksRequest(task_ids=resp.task_ids, must_exist=True, min_index=resp.index)
+        )
+        first = await asyncio.wait_for(watch.read(), 5)
+        assert first.initial and first.task.id == resp.task_ids[0]
+        watch.cancel()
+        for min_index in (0, resp.index + 1000):
+            barred = s.WatchTasks(
+                api.WatchTasksRequest(task_ids=resp.task_ids, min_index=min_index), timeout=15
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await barred.read()
+            assert info.value.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ), info.value
+    finally:
+        for node in others:
+            cluster.group.resume(node)
+
+
 async def submit_until(
     addresses: list[str], stop: asyncio.Event, acked: dict[str, str], prefix: str
 ) -> None:

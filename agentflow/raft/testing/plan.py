@@ -3,6 +3,7 @@ are enabled, all drawn from the seed's `random.Random` before the run starts."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -62,7 +63,8 @@ class SimPlan:
         return (
             f"nodes={self.nodes} hb={c.heartbeat_ticks} el={c.election_ticks} "
             f"batch={c.max_entries_per_msg} inflight={c.max_inflight_msgs} "
-            f"prevote={c.pre_vote} cq={c.check_quorum} drop={n.drop_p} dup={n.dup_p} "
+            f"prevote={c.pre_vote} cq={c.check_quorum} lazy={c.lazy_commit_announce} "
+            f"drop={n.drop_p} dup={n.dup_p} "
             f"delay={n.min_delay}+{n.max_jitter} disk={self.disk_latency} "
             f"faults={','.join(faults) or 'none'}"
         )
@@ -85,7 +87,7 @@ def choose_plan(rng: random.Random, nodes: int) -> SimPlan:
         # Raft needs broadcast time well under the election timeout (§5.6).
         max_jitter=rng.choice([j for j in (0, 2, 10, 40, 150, 400) if j <= el * TICK_MS * 0.55]),
     )
-    return SimPlan(
+    plan = SimPlan(
         nodes=nodes,
         config=config,
         net=net,
@@ -104,3 +106,6 @@ def choose_plan(rng: random.Random, nodes: int) -> SimPlan:
         nemesis_ms=rng.choice([200, 500, 1500, 4000]),
         propose_ms=rng.choice([20, 60, 200]),
     )
+    # Drawn last, so every other choice a seed made before this knob existed stays.
+    lazy = dataclasses.replace(config, lazy_commit_announce=rng.random() < 0.7)
+    return dataclasses.replace(plan, config=lazy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -183,8 +184,30 @@ def test_wait_task_is_one_watch_call(client: Client, fake: FakeMaster) -> None:
     later(0.1, fake.finish, task_id)
     assert client.wait_task(task_id, timeout=5).state is TaskState.SUCCEEDED
     assert not fake.calls("GetTask") and len(fake.calls("WatchTasks")) == 1
+    [watch] = fake.calls("WatchTasks")
+    # Nobody to show progress to: only the end is asked for.
+    assert watch.request.final_only and not watch.request.include_progress
     with pytest.raises(NotFoundError, match=r"task_ids\[0\]: no task 'nope'"):
         client.wait_task("nope", timeout=5)
+
+
+def test_a_watch_carries_the_highest_index_this_client_wrote_at(
+    client: Client, fake: FakeMaster
+) -> None:
+    first = client.submit("shell:a")
+    fake.finish(first)
+    client.wait_task(first, timeout=5)
+    written = fake.index
+    second = client.submit("shell:b")
+    assert fake.index > written
+    client.cancel(second)
+    client.wait_task(second, timeout=5)
+    indexes = [c.request.min_index for c in fake.calls("WatchTasks")]
+    # The second watch knows of the cancel (the finish was not this client's write).
+    assert indexes == [written - 1, fake.index]
+    with contextlib.closing(client.watch([first])) as events:
+        next(events)
+    assert fake.calls("WatchTasks")[-1].request.min_index == fake.index
 
 
 def test_wait_timeout(client: Client, fake: FakeMaster) -> None:
@@ -253,6 +276,8 @@ async def test_async_api(fake: FakeMaster) -> None:
         loop.call_later(0.2, fake.finish, ids[0])
         result = await client.wait(ids[0], timeout=5)
         assert isinstance(result, Task) and result.succeeded
+        watch = fake.calls("WatchTasks")[-1].request
+        assert watch.final_only and watch.min_index == fake.index - 1
         async with aclosing(client.watch(ids)) as events:
             picture = [await anext(events), await anext(events)]
         assert {e.task.id for e in picture} == set(ids)

@@ -353,6 +353,63 @@ def test_transferee_removed_cancels_transfer() -> None:
     c.propose("1", b"x")
 
 
+# -- lazy commit announcement ------------------------------------------------------------
+
+LAZY = RaftConfig(heartbeat_ticks=3, election_ticks=ET, lazy_commit_announce=True)
+
+
+def applied(c: Cluster, node: NodeId) -> list[bytes]:
+    return [data for _, data in c.nodes[node].sm.commands]
+
+
+def test_eager_announcement_tells_followers_at_once() -> None:
+    c = cluster(config=RaftConfig(heartbeat_ticks=3, election_ticks=ET))
+    c.propose("1", b"a")
+    c.stabilize()
+    assert applied(c, "2")[-1:] == applied(c, "3")[-1:] == [b"a"]
+
+
+def test_lazy_announcement_waits_for_the_next_tick() -> None:
+    c = cluster(config=LAZY)
+    c.propose("1", b"a")
+    c.stabilize()
+    assert applied(c, "1")[-1] == b"a"
+    # Followers hold the entry but have not heard that it is committed.
+    assert c.core("2").log.last_index() == c.core("1").log.last_index()
+    assert b"a" not in applied(c, "2") + applied(c, "3")
+    c.tick("1")  # one tick, not a heartbeat's worth
+    c.stabilize()
+    assert applied(c, "2")[-1:] == applied(c, "3")[-1:] == [b"a"]
+    assert c.core("1").unannounced == set()
+
+
+def test_lazy_announcement_rides_on_the_next_append() -> None:
+    c = cluster(config=LAZY)
+    c.propose("1", b"a")
+    c.stabilize()
+    c.propose("1", b"b")  # its appends carry the commit index that covers "a"
+    c.stabilize()
+    assert b"a" in applied(c, "2") and b"a" in applied(c, "3")
+    assert b"b" not in applied(c, "2")
+    c.tick("1")
+    c.stabilize()
+    assert applied(c, "2") == applied(c, "3") == applied(c, "1")
+
+
+def test_lazy_announcement_is_forgotten_with_leadership() -> None:
+    c = cluster(config=LAZY)
+    c.propose("1", b"a")
+    c.stabilize()
+    assert c.core("1").unannounced == {"2", "3"}
+    c.transfer_leadership("1", "2")
+    c.stabilize()
+    assert c.leader() == "2"
+    assert c.core("1").unannounced == set()
+    c.tick("2")
+    c.stabilize()
+    assert applied(c, "1") == applied(c, "2") == applied(c, "3")
+
+
 # -- ReadIndex -----------------------------------------------------------------------------
 
 
