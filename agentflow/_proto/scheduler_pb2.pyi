@@ -303,6 +303,7 @@ class WatchTasksRequest(_message.Message):
     MUST_EXIST_FIELD_NUMBER: _builtins.int
     FINAL_ONLY_FIELD_NUMBER: _builtins.int
     MIN_INDEX_FIELD_NUMBER: _builtins.int
+    END_WHEN_FINAL_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     include_progress: _builtins.bool
     must_exist: _builtins.bool
@@ -319,6 +320,11 @@ class WatchTasksRequest(_message.Message):
     state without a ReadIndex barrier: it holds the caller's own writes, and later
     changes arrive as events anyway. 0 = start from a linearizable read point.
     """
+    end_when_final: _builtins.bool
+    """End the stream (status OK) once every watched task is final: the listed tasks,
+    or the workflow's. A waiter then reads to the end instead of cancelling the
+    call, which costs both sides more. Refused for a watch of every task.
+    """
     @_builtins.property
     def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = all (filtered by workflow_id when set)"""
@@ -332,10 +338,11 @@ class WatchTasksRequest(_message.Message):
         must_exist: _builtins.bool = ...,
         final_only: _builtins.bool = ...,
         min_index: _builtins.int = ...,
+        end_when_final: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_only", b"final_only", "include_progress", b"include_progress", "min_index", b"min_index", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_when_final", b"end_when_final", "final_only", b"final_only", "include_progress", b"include_progress", "min_index", b"min_index", "must_exist", b"must_exist", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

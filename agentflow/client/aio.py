@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
@@ -18,7 +19,14 @@ import grpc
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc as api_grpc
 from agentflow.client import convert, requests
-from agentflow.client.base import ClientBase, Deadline, Settle, as_workflow, remaining
+from agentflow.client.base import (
+    END_GRACE_S,
+    ClientBase,
+    Deadline,
+    Settle,
+    as_workflow,
+    remaining,
+)
 from agentflow.client.channels import TlsConfig
 from agentflow.client.errors import (
     AgentFlowError,
@@ -40,7 +48,7 @@ from agentflow.client.models import (
     WorkflowStatus,
 )
 from agentflow.client.retry import RetryPolicy
-from agentflow.client.tracking import EventFilter, WorkflowTracker
+from agentflow.client.tracking import EventFilter, WatchEnd, WorkflowTracker
 
 if TYPE_CHECKING:
     from agentflow._proto.scheduler_pb2_grpc import (
@@ -141,8 +149,10 @@ class AsyncClient(ClientBase):
     async def _events(
         self, request: api.WatchTasksRequest, *, limit: Deadline | None, what: str
     ) -> AsyncGenerator[TaskEvent, None]:
-        """Watch events across reconnects, each change once; ends only by raising."""
+        """Watch events across reconnects, each change once; ends by raising, or when
+        an `end_when_final` watch is over."""
         delivered = EventFilter()
+        end = WatchEnd(request)
         attempts = self._attempts(what)
         while True:
             address = self._router.current
@@ -156,12 +166,19 @@ class AsyncClient(ClientBase):
                 async for message in call:
                     received = True
                     event = convert.event_from_proto(message)
+                    end.saw(event)
                     if delivered.fresh(event):
                         yield event
+                if end.ends:
+                    return
                 status = RpcStatus(grpc.StatusCode.UNAVAILABLE, "the watch stream ended")
             except grpc.aio.AioRpcError as exc:
                 status = rpc_status(exc)
             finally:
+                if end.due and not call.done():
+                    with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+                        async with asyncio.timeout(END_GRACE_S):
+                            await call.code()
                 call.cancel()
             if limit is not None and limit.expired():
                 raise limit.error(what)
@@ -392,16 +409,24 @@ class AsyncClient(ClientBase):
         # Without a caller to show progress to, only the end matters.
         quiet = on_event is None
         request = requests.watch_tasks(
-            [task_id], "", include_progress=not quiet, must_exist=True, final_only=quiet
+            [task_id],
+            "",
+            include_progress=not quiet,
+            must_exist=True,
+            final_only=quiet,
+            end_when_final=True,
         )
+        final: Task | None = None
         what = f"wait for task {task_id}"
         async with aclosing(self._events(request, limit=limit, what=what)) as events:
             async for event in events:
                 if on_event is not None:
                     on_event(event)
                 if event.task.id == task_id and event.task.is_finished:
-                    return event.task
-        raise AgentFlowError(f"{what}: the watch ended")  # _events only ends by raising
+                    final = event.task  # the server ends the watch right after it
+        if final is None:
+            raise AgentFlowError(f"{what}: the watch ended without the task's end")
+        return final
 
     async def _wait_workflow(
         self,

@@ -17,6 +17,10 @@ from agentflow.client.models import Workflow, WorkflowStatus
 from agentflow.client.retry import Attempts, RetryPolicy, Router
 from agentflow.client.workflow_file import load_workflow
 
+# How long a waiter that has every listed task final waits for the server to end
+# the watch before cancelling it (a server too old to end it never does).
+END_GRACE_S = 1.0
+
 
 class ClientBase:
     def __init__(

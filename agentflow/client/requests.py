@@ -102,6 +102,7 @@ def watch_tasks(
     include_progress: bool,
     must_exist: bool = False,
     final_only: bool = False,
+    end_when_final: bool = False,
 ) -> api.WatchTasksRequest:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     for i, task_id in enumerate(ids):
@@ -112,6 +113,7 @@ def watch_tasks(
         include_progress=include_progress,
         must_exist=must_exist,
         final_only=final_only,
+        end_when_final=end_when_final,
     )
 
 

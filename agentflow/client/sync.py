@@ -18,7 +18,14 @@ import grpc
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc as api_grpc
 from agentflow.client import convert, requests
-from agentflow.client.base import ClientBase, Deadline, Settle, as_workflow, remaining
+from agentflow.client.base import (
+    END_GRACE_S,
+    ClientBase,
+    Deadline,
+    Settle,
+    as_workflow,
+    remaining,
+)
 from agentflow.client.channels import TlsConfig
 from agentflow.client.errors import (
     AgentFlowError,
@@ -40,7 +47,7 @@ from agentflow.client.models import (
     WorkflowStatus,
 )
 from agentflow.client.retry import RetryPolicy
-from agentflow.client.tracking import EventFilter, WorkflowTracker
+from agentflow.client.tracking import EventFilter, WatchEnd, WorkflowTracker
 
 __all__ = ["Client"]
 
@@ -139,8 +146,10 @@ class Client(ClientBase):
     def _events(
         self, request: api.WatchTasksRequest, *, limit: Deadline | None, what: str
     ) -> Generator[TaskEvent, None, None]:
-        """Watch events across reconnects, each change once; ends only by raising."""
+        """Watch events across reconnects, each change once; ends by raising, or when
+        an `end_when_final` watch is over."""
         delivered = EventFilter()
+        end = WatchEnd(request)
         attempts = self._attempts(what)
         while True:
             address = self._router.current
@@ -154,12 +163,17 @@ class Client(ClientBase):
                 for message in call:
                     received = True
                     event = convert.event_from_proto(message)
+                    end.saw(event)
                     if delivered.fresh(event):
                         yield event
+                if end.ends:
+                    return
                 status = RpcStatus(grpc.StatusCode.UNAVAILABLE, "the watch stream ended")
             except grpc.RpcError as exc:
                 status = rpc_status(exc)
             finally:
+                if end.due and call.is_active():
+                    _await_end(call, END_GRACE_S)
                 call.cancel()
             if limit is not None and limit.expired():
                 raise limit.error(what)
@@ -385,16 +399,24 @@ class Client(ClientBase):
         # Without a caller to show progress to, only the end matters.
         quiet = on_event is None
         request = requests.watch_tasks(
-            [task_id], "", include_progress=not quiet, must_exist=True, final_only=quiet
+            [task_id],
+            "",
+            include_progress=not quiet,
+            must_exist=True,
+            final_only=quiet,
+            end_when_final=True,
         )
+        final: Task | None = None
         what = f"wait for task {task_id}"
         with closing(self._events(request, limit=limit, what=what)) as events:
             for event in events:
                 if on_event is not None:
                     on_event(event)
                 if event.task.id == task_id and event.task.is_finished:
-                    return event.task
-        raise AgentFlowError(f"{what}: the watch ended")  # _events only ends by raising
+                    final = event.task  # the server ends the watch right after it
+        if final is None:
+            raise AgentFlowError(f"{what}: the watch ended without the task's end")
+        return final
 
     def _wait_workflow(
         self,
@@ -443,3 +465,10 @@ class Client(ClientBase):
                     return self.get_workflow(workflow_id)
                 return dataclasses.replace(status, tasks=tasks)
             time.sleep(delay)
+
+
+def _await_end(call: grpc.Call, seconds: float) -> None:
+    """Until the call ends by itself, `seconds` at most."""
+    ended = threading.Event()
+    if call.add_callback(ended.set):  # False: it has ended already
+        ended.wait(seconds)

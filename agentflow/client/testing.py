@@ -442,12 +442,26 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
                 return False
             return not request.workflow_id or task.workflow_id == request.workflow_id
 
+        def ended() -> bool:
+            if not request.end_when_final:
+                return False
+            if wanted:
+                tasks = [self.state.tasks.get(i) for i in wanted]
+            else:
+                tasks = [
+                    t for t in self.state.tasks.values() if t.workflow_id == request.workflow_id
+                ]
+            return all(t is not None and t.state in _FINAL for t in tasks)
+
+        if request.end_when_final and not (request.task_ids or request.workflow_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "end_when_final: needs task_ids")
         with fake._cond:
             sent = {t.id: t.updated_index for t in self.state.tasks.values() if matches(t)}
             initial = [self._copy(t) for t in self.state.tasks.values() if matches(t)]
+            done = ended()
         for task in initial:
             yield api.TaskEvent(task=task, index=task.updated_index, initial=True)
-        while context.is_active():
+        while not done and context.is_active():
             with fake._cond:
                 if fake._stopped:
                     return
@@ -459,6 +473,7 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
                 ]
                 for task in changed:
                     sent[task.id] = task.updated_index
+                done = ended()
             for task in changed:
                 yield api.TaskEvent(task=task, index=task.updated_index)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from agentflow._proto import scheduler_pb2 as api
 from agentflow.client.models import Task, TaskEvent, TaskState, WorkflowStatus
 
-__all__ = ["EventFilter", "WorkflowTracker"]
+__all__ = ["EventFilter", "WatchEnd", "WorkflowTracker"]
 
 
 class EventFilter:
@@ -25,6 +26,26 @@ class EventFilter:
             return False
         self._seen[task.id] = index
         return True
+
+
+class WatchEnd:
+    """When a watch with `end_when_final` is over. The server ends such a stream (OK)
+    right after every watched task is final; a normal end is then the end of the
+    watch, not a reason to reconnect. For listed tasks the client also knows when
+    that end is due: it reads it instead of cancelling the call, which costs both
+    sides more."""
+
+    def __init__(self, request: api.WatchTasksRequest) -> None:
+        self.ends = request.end_when_final
+        self._left = set(request.task_ids) if self.ends and request.task_ids else None
+
+    def saw(self, event: TaskEvent) -> None:
+        if self._left is not None and event.task.is_finished:
+            self._left.discard(event.task.id)
+
+    @property
+    def due(self) -> bool:
+        return self._left is not None and not self._left
 
 
 class WorkflowTracker:

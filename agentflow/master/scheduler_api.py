@@ -223,6 +223,12 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def WatchTasks(
         self, request: api.WatchTasksRequest, context: Ctx
     ) -> AsyncIterator[api.TaskEvent]:
+        if request.end_when_final and not (request.task_ids or request.workflow_id):
+            await abort_invalid(
+                context,
+                "end_when_final",
+                "needs task_ids or a workflow_id (a watch of every task never ends)",
+            )
         # A master that has applied what the caller saw serves it as is (see
         # min_index); otherwise the barrier waits for a point at least that recent.
         if not request.min_index or self.rt.state.applied_index < request.min_index:

@@ -36,6 +36,10 @@ def missing_task(state: SchedulerState, request: api.WatchTasksRequest) -> str |
     return None
 
 
+def _final(task: state_pb2.Task | None) -> bool:
+    return task is not None and task.state in FINAL_STATES
+
+
 def _without_progress(task: state_pb2.Task) -> bytes:
     copy = state_pb2.Task()
     copy.CopyFrom(task)
@@ -68,18 +72,23 @@ async def watch_tasks(
     unsubscribe = state.add_listener(on_change)
     try:
         ids = list(wanted) if wanted is not None else list(state.tasks)
+        # end_when_final: the watched tasks not final yet (one not created yet counts).
+        ending = request.end_when_final
+        unfinished = {i for i in ids if not _final(state.task(i))} if ending else set()
         for task_id in ids:
             task = state.task(task_id)
             if shown(task):
                 sent[task_id] = _without_progress(task)
                 yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
-        while True:
+        while not (ending and not unfinished):
             await wake.wait()
             wake.clear()
             batch = list(pending)
             pending.clear()
             for task_id in batch:
                 task = state.task(task_id)
+                if ending and _final(task):
+                    unfinished.discard(task_id)
                 if not shown(task):
                     continue
                 key = _without_progress(task)

@@ -181,6 +181,31 @@ async def test_watch_streams_the_picture_then_changes(cluster: MasterCluster) ->
     assert info.value.details() == "task_ids[1]: no task 'nope'"
 
 
+async def test_an_end_when_final_watch_ends_once_every_watched_task_is(
+    cluster: MasterCluster,
+) -> None:
+    s = stub(cluster.address(await cluster.leader()))
+    a, b = (await s.SubmitTasks(api.SubmitTasksRequest(tasks=[shell("a"), shell("b")]))).task_ids
+    request = api.WatchTasksRequest(task_ids=[a, b], final_only=True, end_when_final=True)
+    stream = s.WatchTasks(request)
+    await s.Cancel(api.CancelRequest(task_ids=[a]))
+    first = await asyncio.wait_for(stream.read(), 10)
+    assert first.task.id == a and first.task.state == TS.TASK_STATE_CANCELLED
+    await s.Cancel(api.CancelRequest(task_ids=[b]))
+    second = await asyncio.wait_for(stream.read(), 10)
+    assert second.task.id == b
+    assert await asyncio.wait_for(stream.read(), 10) is grpc.aio.EOF
+    assert await stream.code() == grpc.StatusCode.OK
+    # Already final: the picture, then the end.
+    again = [e async for e in s.WatchTasks(request)]
+    assert sorted(e.task.id for e in again) == sorted([a, b])
+    assert all(e.initial for e in again)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.WatchTasks(api.WatchTasksRequest(end_when_final=True)).read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("end_when_final: ")
+
+
 async def test_a_watch_at_an_applied_min_index_needs_no_quorum(cluster: MasterCluster) -> None:
     """min_index: a master that has applied what the caller saw serves the watch from
     its own state; without it (or above what it applied) the watch needs a ReadIndex

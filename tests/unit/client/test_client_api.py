@@ -185,8 +185,12 @@ def test_wait_task_is_one_watch_call(client: Client, fake: FakeMaster) -> None:
     assert client.wait_task(task_id, timeout=5).state is TaskState.SUCCEEDED
     assert not fake.calls("GetTask") and len(fake.calls("WatchTasks")) == 1
     [watch] = fake.calls("WatchTasks")
-    # Nobody to show progress to: only the end is asked for.
+    # Nobody to show progress to: only the end is asked for, and the master ends the
+    # stream after it (read to its end: not cancelled, not reconnected).
     assert watch.request.final_only and not watch.request.include_progress
+    assert watch.request.end_when_final
+    assert client.wait_task(task_id, timeout=5).state is TaskState.SUCCEEDED  # already final
+    assert len(fake.calls("WatchTasks")) == 2
     with pytest.raises(NotFoundError, match=r"task_ids\[0\]: no task 'nope'"):
         client.wait_task("nope", timeout=5)
 
