@@ -2,7 +2,7 @@
 """AgentFlow against Celery 5, Dask distributed and Ray: the same workloads, this machine,
 one run. Standard library only; each framework runs in its own venv.
 
-    python bench/compare/run.py [--only celery,dask,ray,agentflow] [--tasks 20000]
+    python bench/compare/run.py [--only celery,dask,ray,agentflow,floor] [--tasks 20000]
                                 [--out FILE] [--readme]
 
 (a) throughput: --tasks no-op tasks end to end on 2 worker processes;
@@ -10,6 +10,8 @@ one run. Standard library only; each framework runs in its own venv.
 (c) fanout: a 1 -> --fanout -> 1 DAG, wall time;
 (d) leader_kill (AgentFlow only): kill -9 the leader under load; seconds until tasks
     complete again, and lost tasks.
+floor: (b) through bench/latency_floor.py, the processes and hops of AgentFlow's round
+    trip with none of its logic: how much of AgentFlow's p50 the hops alone take.
 Ratios: AgentFlow's throughput / Celery's (target >= 1.5), AgentFlow's p50 / Celery's
 (target <= 2), AgentFlow's fan-out time / Dask's (target <= 1).
 
@@ -44,7 +46,9 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 import venvs  # noqa: E402
 
-FRAMEWORKS = ("celery", "dask", "ray", "agentflow")
+FRAMEWORKS = ("celery", "dask", "ray", "agentflow", "floor")
+# Not a framework: bench/latency_floor.py, AgentFlow's (b) hops with none of its logic.
+FLOOR_LAYOUT = "(b) only: agentflow's processes and hops, raw bytes, no logic"
 README = REPO / "bench" / "README.md"
 README_JSON = HERE / "results.json"  # the run whose table is in the README (committed)
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
@@ -183,6 +187,19 @@ def run_runner(
     }
 
 
+def floor_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """latency_floor.py's JSON in a runner's shape."""
+    latency = {k: raw.get(k) for k in ("rounds", "p50_ms", "p99_ms", "mean_ms")}
+    return {
+        "framework": "floor",
+        "version": "",
+        "layout": FLOOR_LAYOUT,
+        "followers": raw.get("followers"),
+        "latency": latency,
+        "runner_seconds": raw.get("runner_seconds"),
+    }
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 2)
 
@@ -210,6 +227,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     dag = ratio(get(results, "agentflow", "fanout", "seconds"),
                 get(results, "dask", "fanout", "seconds"))  # fmt: skip
     lost = get(results, "agentflow", "leader_kill", "lost_tasks")
+    floor = get(results, "floor", "latency", "p50_ms")
+    floor_vs_celery = ratio(floor, get(results, "celery", "latency", "p50_ms"))
+    agentflow_vs_floor = ratio(get(results, "agentflow", "latency", "p50_ms"), floor)
 
     def check(value: float | None, target: str, met: bool) -> dict[str, Any]:
         """`met` is None when a side was not measured (--only, or a runner failed)."""
@@ -219,6 +239,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "throughput_vs_celery": check(tp, ">= 1.5", tp is not None and tp >= 1.5),
         "p50_latency_vs_celery": check(p50, "<= 2", p50 is not None and p50 <= 2),
         "fanout_time_vs_dask": check(dag, "<= 1", dag is not None and dag <= 1),
+        # What the hops alone cost (no target): see bench/latency_floor.py.
+        "p50_floor_vs_celery": {"ratio": floor_vs_celery, "target": "", "met": None},
+        "p50_latency_vs_floor": {"ratio": agentflow_vs_floor, "target": "", "met": None},
         "leader_kill_lost_tasks": {
             "value": lost,
             "target": "== 0",
@@ -277,6 +300,12 @@ def table(report: dict[str, Any]) -> str:
             f"| {label} | {cell(r[key]['ratio'])} | {r[key]['target']}"
             f" | {({True: 'yes', False: 'no'}).get(r[key]['met'], 'not measured')} |"
         )
+    for key, label in (
+        ("p50_floor_vs_celery", "p50 of the bare hops (floor) / Celery's"),
+        ("p50_latency_vs_floor", "p50 latency / the floor's"),
+    ):
+        if key in r and r[key]["ratio"] is not None:
+            lines.append(f"| {label} | {r[key]['ratio']} | (no target) | |")
     kill = get(results, "agentflow", "leader_kill")
     if isinstance(kill, dict):
         lines += [
@@ -379,7 +408,7 @@ def main() -> None:
     ]  # fmt: skip
     try:
         for name in only:
-            if name != "agentflow":
+            if name not in ("agentflow", "floor"):
                 report["venvs"][name] = venvs.ensure(name)
         for name in only:
             rdir = workdir / name
@@ -408,7 +437,13 @@ def main() -> None:
                     python, str(HERE / f"runner_{name}.py"), "--workdir", str(rdir),
                     *common_args, *extra,
                 ]  # fmt: skip
+                if name == "floor":
+                    python = args.agentflow_python
+                    cmd = [python, str(REPO / "bench" / "latency_floor.py"),
+                           "--rounds", str(args.rounds)]  # fmt: skip
                 result = run_runner(name, cmd, env, workdir, args.timeout)
+                if name == "floor" and "error" not in result:
+                    result = floor_result(result)
                 report["results"][name] = result
                 report["conditions"][name]["load_after"] = [round(x, 2) for x in os.getloadavg()]
                 common.log(f"{name}: {json.dumps(result)[:600]}")
