@@ -61,6 +61,15 @@ def fanout(width: int, seconds: float) -> dict[str, Any]:
     return {"width": width, "tasks": width + 2, "seconds": round(seconds, 3)}
 
 
+def settle_disk() -> float:
+    """sync(2) before a workload, so that the writeback of the previous one (AgentFlow
+    fsyncs every commit; the others write little) does not land in this one's fsyncs.
+    Seconds it took. Every runner calls it before each workload."""
+    start = time.perf_counter()
+    os.sync()
+    return round(time.perf_counter() - start, 3)
+
+
 def checkpoint(result: dict[str, Any], workdir: str) -> None:
     """What is measured so far, kept in `workdir`/partial.json: run.py reports it if the
     runner dies before `emit`."""

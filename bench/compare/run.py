@@ -73,8 +73,10 @@ def cpu_busy(seconds: float = 1.0) -> float:
 
 
 def wait_quiet(limit: float, threshold: float) -> dict[str, Any]:
-    """Wait (at most `limit` s) until the machine's CPUs are mostly idle; say how it was."""
+    """Flush the disk's writeback (see common.settle_disk), then wait (at most `limit` s)
+    until the machine's CPUs are mostly idle; say how it was."""
     start = time.monotonic()
+    synced = common.settle_disk()
     busy = cpu_busy(2.0)
     while busy > threshold and time.monotonic() - start < limit:
         busy = cpu_busy(2.0)
@@ -82,6 +84,7 @@ def wait_quiet(limit: float, threshold: float) -> dict[str, Any]:
         "cpu_busy_before": round(busy, 3),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "waited_s": round(time.monotonic() - start, 1),
+        "sync_s": synced,
         "quiet": busy <= threshold,
     }
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from common import arguments, checkpoint, emit, fanout, latency, log, throughput
+from common import arguments, checkpoint, emit, fanout, latency, log, settle_disk, throughput
 
 import agentflow
 from agentflow import AsyncClient, TaskSpec, TaskState, Workflow
@@ -236,6 +236,7 @@ async def bench(args: object) -> dict[str, object]:
             checkpoint(result, str(root))
 
             if "throughput" in workloads:
+                settle_disk()
                 n = a.tasks  # type: ignore[attr-defined]
                 cap = a.throughput_timeout  # type: ignore[attr-defined]
                 log(f"agentflow: {n} no-op tasks")
@@ -271,6 +272,7 @@ async def bench(args: object) -> dict[str, object]:
                 checkpoint(result, str(root))
 
             if "latency" in workloads:
+                settle_disk()
                 rounds = a.rounds  # type: ignore[attr-defined]
                 log(f"agentflow: {rounds} round trips")
                 samples = []
@@ -285,6 +287,7 @@ async def bench(args: object) -> dict[str, object]:
                 checkpoint(result, str(root))
 
             if "fanout" in workloads:
+                settle_disk()
                 width = a.fanout  # type: ignore[attr-defined]
                 log(f"agentflow: 1 -> {width} -> 1")
                 specs = [TaskSpec(NOOP, id="root", group="bench")]
@@ -307,6 +310,7 @@ async def bench(args: object) -> dict[str, object]:
                 checkpoint(result, str(root))
 
             if "leader_kill" in workloads:
+                settle_disk()
                 log("agentflow: leader kill -9 under load")
                 result["leader_kill"] = await leader_kill(
                     cluster,

@@ -24,6 +24,7 @@ from common import (
     fanout,
     latency,
     log,
+    settle_disk,
     spawn,
     stop,
     throughput,
@@ -71,6 +72,7 @@ def main() -> None:
         workloads = set(args.workloads.split(","))
 
         if "throughput" in workloads:
+            settle_disk()
             log(f"celery: {args.tasks} no-op tasks")
             t0 = time.perf_counter()
             pending = group(noop.s() for _ in range(args.tasks)).apply_async()
@@ -82,6 +84,7 @@ def main() -> None:
             pending.forget()
 
         if "latency" in workloads:
+            settle_disk()
             log(f"celery: {args.rounds} round trips")
             samples = []
             for _ in range(args.rounds):
@@ -91,6 +94,7 @@ def main() -> None:
             result["latency"] = latency(samples)
 
         if "fanout" in workloads:
+            settle_disk()
             log(f"celery: 1 -> {args.fanout} -> 1")
             t0 = time.perf_counter()
             dag = chain(noop.si(), chord([noop.si() for _ in range(args.fanout)], noop.si()))

@@ -10,7 +10,7 @@ import time
 
 import dask
 import distributed
-from common import arguments, emit, fanout, latency, log, throughput
+from common import arguments, emit, fanout, latency, log, settle_disk, throughput
 from distributed import Client, LocalCluster, wait
 
 
@@ -44,6 +44,7 @@ def main() -> None:
         workloads = set(args.workloads.split(","))
 
         if "throughput" in workloads:
+            settle_disk()
             log(f"dask: {args.tasks} no-op tasks")
             t0 = time.perf_counter()
             futures = client.map(noop, range(args.tasks), pure=False)
@@ -55,6 +56,7 @@ def main() -> None:
             del futures, values
 
         if "latency" in workloads:
+            settle_disk()
             log(f"dask: {args.rounds} round trips")
             samples = []
             for _ in range(args.rounds):
@@ -64,6 +66,7 @@ def main() -> None:
             result["latency"] = latency(samples)
 
         if "fanout" in workloads:
+            settle_disk()
             log(f"dask: 1 -> {args.fanout} -> 1")
             t0 = time.perf_counter()
             root = client.submit(noop, pure=False)

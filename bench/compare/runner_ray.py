@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 
-from common import arguments, emit, fanout, latency, log, throughput
+from common import arguments, emit, fanout, latency, log, settle_disk, throughput
 
 
 def main() -> None:
@@ -46,6 +46,7 @@ def main() -> None:
         workloads = set(args.workloads.split(","))
 
         if "throughput" in workloads:
+            settle_disk()
             log(f"ray: {args.tasks} no-op tasks")
             t0 = time.perf_counter()
             refs = [noop.remote() for _ in range(args.tasks)]
@@ -57,6 +58,7 @@ def main() -> None:
             del refs, values
 
         if "latency" in workloads:
+            settle_disk()
             log(f"ray: {args.rounds} round trips")
             samples = []
             for _ in range(args.rounds):
@@ -66,6 +68,7 @@ def main() -> None:
             result["latency"] = latency(samples)
 
         if "fanout" in workloads:
+            settle_disk()
             log(f"ray: 1 -> {args.fanout} -> 1")
             t0 = time.perf_counter()
             root = noop.remote()
