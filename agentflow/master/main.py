@@ -57,7 +57,7 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
 @click.option(
     "--prefetch-window-ms",
     type=click.FloatRange(min=0),
-    default=50.0,
+    default=200.0,
     show_default=True,
     help="A worker of short tasks may hold as many more as it finishes in this time.",
 )

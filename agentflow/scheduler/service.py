@@ -60,7 +60,7 @@ class SchedulerConfig:
     # ... and more when its tasks are short: enough to keep it busy this long, up to
     # prefetch_max, so that a commit round trip between a result and the next
     # assignment never leaves it idle (see Scheduler._prefetch).
-    prefetch_window: float = 0.05
+    prefetch_window: float = 0.2
     prefetch_max: int = 256
     retry_backoff_cap_ms: int = 300_000
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long

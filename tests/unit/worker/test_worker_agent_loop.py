@@ -307,6 +307,44 @@ async def test_results_wait_briefly_for_the_next_while_more_tasks_wait_here() ->
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def test_a_more_urgent_task_runs_before_the_prefetched_ones_already_waiting() -> None:
+    """A worker holding many short tasks beyond its concurrency (adaptive prefetch)
+    does not make a CRITICAL task wait behind them: it runs next."""
+    master, executor = FakeMaster(), FakeExecutor()
+    agent = make_agent(master, executor, concurrency=1)
+    running = asyncio.create_task(agent.run())
+    try:
+        await master.until("heartbeat")
+        normal = [task(f"n{i}") for i in range(20)]
+        for t in normal:
+            t.priority = state_pb2.PRIORITY_NORMAL
+        master.inbox.put_nowait(wpb.MasterMessage(assignments=wpb.AssignmentBatch(tasks=normal)))
+        for _ in range(100):
+            if executor.runs:
+                break
+            await asyncio.sleep(0.01)
+        urgent = task("urgent")
+        urgent.priority = state_pb2.PRIORITY_CRITICAL
+        master.inbox.put_nowait(wpb.MasterMessage(assignments=wpb.AssignmentBatch(tasks=[urgent])))
+        for _ in range(100):
+            if len(agent.holding()) == 21:
+                break
+            await asyncio.sleep(0.01)
+        executor.release.set()
+        await master.until("results")
+        for _ in range(200):
+            if len(executor.runs) == 21:
+                break
+            await asyncio.sleep(0.01)
+        order = [r.task_id for r in executor.runs]
+        assert order[:2] == ["n0", "urgent"] and sorted(order[2:]) == sorted(
+            f"n{i}" for i in range(1, 20)
+        )
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 def test_a_negative_result_linger_is_refused_by_its_flag() -> None:
     with pytest.raises(ValueError, match=r"^--result-linger-ms: must be >= 0, got -1$"):
         AgentConfig(
