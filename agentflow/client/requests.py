@@ -10,7 +10,12 @@ from agentflow._proto import scheduler_pb2 as api
 from agentflow.client import convert
 from agentflow.client.errors import InvalidArgumentError
 from agentflow.client.models import PriorityLike, TaskSpec, TaskState, Workflow
-from agentflow.client.validation import check_batch, check_id, check_workflow, parse_priority
+from agentflow.client.validation import (
+    check_id,
+    checked_batch,
+    checked_workflow,
+    parse_priority,
+)
 
 MAX_PAGE_SIZE = 1000
 
@@ -42,20 +47,15 @@ def task_spec(command: str, **fields: Any) -> TaskSpec:
 
 
 def submit_tasks(specs: Iterable[TaskSpec], request_id: str | None) -> api.SubmitTasksRequest:
-    checked = check_batch(specs)
-    return api.SubmitTasksRequest(
-        request_id=_request_id(request_id), tasks=[convert.spec_to_proto(s) for s in checked]
-    )
+    _, wire = checked_batch(specs)
+    return api.SubmitTasksRequest(request_id=_request_id(request_id), tasks=wire)
 
 
 def submit_workflow(
     workflow: Workflow, request_id: str | None
 ) -> tuple[api.SubmitWorkflowRequest, Workflow]:
-    checked = check_workflow(workflow)
-    request = api.SubmitWorkflowRequest(
-        request_id=_request_id(request_id), workflow=convert.workflow_to_proto(checked)
-    )
-    return request, checked
+    checked, wire = checked_workflow(workflow)
+    return api.SubmitWorkflowRequest(request_id=_request_id(request_id), workflow=wire), checked
 
 
 def get_task(task_id: str) -> api.GetTaskRequest:

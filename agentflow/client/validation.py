@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from agentflow._proto import state_pb2
 from agentflow.client import convert
 from agentflow.client.errors import InvalidArgumentError, sdk_field
 from agentflow.client.models import OnFailure, Priority, PriorityLike, TaskSpec, Workflow
@@ -31,6 +32,8 @@ __all__ = [
     "check_id",
     "check_spec",
     "check_workflow",
+    "checked_batch",
+    "checked_workflow",
     "parse_priority",
     "suggest",
 ]
@@ -166,16 +169,29 @@ def check_spec(spec: TaskSpec, path: str = "") -> TaskSpec:
 
 def check_batch(specs: Sequence[TaskSpec] | Iterable[TaskSpec]) -> list[TaskSpec]:
     """Specs for one SubmitTasks call; fields are named "tasks[i].<field>"."""
+    return checked_batch(specs)[0]
+
+
+def checked_batch(
+    specs: Sequence[TaskSpec] | Iterable[TaskSpec],
+) -> tuple[list[TaskSpec], list[state_pb2.TaskSpec]]:
+    """check_batch, and the wire form it checked (built once, sent as is)."""
     if isinstance(specs, TaskSpec):
         specs = [specs]
     checked = [check_spec(spec, f"tasks[{i}]") for i, spec in enumerate(specs)]
+    wire = [convert.spec_to_proto(s) for s in checked]
     with _server_rules():
-        validate_submit_tasks([convert.spec_to_proto(s) for s in checked], "tasks")
-    return checked
+        validate_submit_tasks(wire, "tasks")
+    return checked, wire
 
 
 def check_workflow(workflow: Workflow) -> Workflow:
     """A normalized copy; also checks ids, dependencies and cycles inside the workflow."""
+    return checked_workflow(workflow)[0]
+
+
+def checked_workflow(workflow: Workflow) -> tuple[Workflow, state_pb2.WorkflowSpec]:
+    """check_workflow, and the wire form it checked (built once, sent as is)."""
     if not isinstance(workflow, Workflow):
         raise InvalidArgumentError("", f"expected a Workflow, got {type(workflow).__name__}")
     try:
@@ -191,9 +207,10 @@ def check_workflow(workflow: Workflow) -> Workflow:
         name=_text(workflow.name, "name"),
         on_failure=on_failure,
     )
+    wire = convert.workflow_to_proto(checked)
     with _server_rules(checked.tasks):
-        validate_workflow_spec(convert.workflow_to_proto(checked), "workflow")
-    return checked
+        validate_workflow_spec(wire, "workflow")
+    return checked, wire
 
 
 _DEPENDENCY = re.compile(r"^tasks\[(\d+)\]\.dependencies\[(\d+)\]$")
