@@ -106,13 +106,17 @@ async def stop_requested() -> None:
     await stop.wait()
 
 
-def start_server(
-    name: str, methods: dict[str, grpc.RpcMethodHandler[Any, Any]]
-) -> tuple[grpc.aio.Server, int]:
+async def serve(name: str, methods: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+    """Serve `methods` on a free 127.0.0.1 port, announced on stdout, until told to stop."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
     port = server.add_insecure_port("127.0.0.1:0")
-    return server, port
+    await server.start()
+    try:
+        announce(port)
+        await stop_requested()
+    finally:
+        await server.stop(None)
 
 
 async def ready_channel(port: int) -> grpc.aio.Channel:
@@ -147,13 +151,9 @@ async def follower_main(db_path: Path) -> None:
             await db.execute(INSERT, (idx, message[INDEX.size :]))
             yield message[: INDEX.size]
 
-    server, port = start_server(FOLLOWER, {"Append": grpc.stream_stream_rpc_method_handler(append)})
     try:
-        await server.start()
-        announce(port)
-        await stop_requested()
+        await serve(FOLLOWER, {"Append": grpc.stream_stream_rpc_method_handler(append)})
     finally:
-        await server.stop(None)
         await db.close()
 
 
@@ -307,13 +307,9 @@ async def leader_main(db_path: Path, follower_ports: list[int]) -> None:
     channels = [await ready_channel(port) for port in follower_ports]
     replicated.replicas = [Replica(channel, replicated.on_ack) for channel in channels]
     leader = Leader(replicated)
-    server, port = start_server(LEADER, leader.methods())
     try:
-        await server.start()
-        announce(port)
-        await stop_requested()
+        await serve(LEADER, leader.methods())
     finally:
-        await server.stop(None)
         for replica in replicated.replicas:
             await replica.close()
         await db.close()

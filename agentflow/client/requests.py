@@ -117,6 +117,20 @@ def watch_tasks(
     )
 
 
+def wait_for_task(task_id: str, show_progress: bool) -> api.WatchTasksRequest:
+    """The one watch a waiter makes: NOT_FOUND if there is no such task, every change
+    or (with nobody to show progress to) only the end, and the master ends the stream
+    once the task is final."""
+    return watch_tasks(
+        [task_id],
+        "",
+        include_progress=show_progress,
+        must_exist=True,
+        final_only=not show_progress,
+        end_when_final=True,
+    )
+
+
 def cancel(
     task_ids: Iterable[str], workflow_id: str, reason: str, request_id: str | None
 ) -> api.CancelRequest:

@@ -396,16 +396,7 @@ class Client(ClientBase):
     ) -> Task:
         """One watch call: its first event is the task as it is now (NotFoundError if
         there is none), so waiting costs no separate read."""
-        # Without a caller to show progress to, only the end matters.
-        quiet = on_event is None
-        request = requests.watch_tasks(
-            [task_id],
-            "",
-            include_progress=not quiet,
-            must_exist=True,
-            final_only=quiet,
-            end_when_final=True,
-        )
+        request = requests.wait_for_task(task_id, show_progress=on_event is not None)
         final: Task | None = None
         what = f"wait for task {task_id}"
         with closing(self._events(request, limit=limit, what=what)) as events:
