@@ -17,8 +17,8 @@ from agentflow._proto import scheduler_pb2_grpc, state_pb2
 from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
-from agentflow.master.watch import missing_task, watch_tasks
-from agentflow.raft.types import RaftError
+from agentflow.master.watch import WatchCutOff, missing_task, watch_tasks
+from agentflow.raft.types import NONE, RaftError
 from agentflow.scheduler.explain import explain
 from agentflow.scheduler.placement import DEFAULT_GROUP
 from agentflow.state import (
@@ -235,8 +235,14 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             await self._barrier(context)
         if (error := missing_task(self.rt.state, request)) is not None:
             await context.abort(grpc.StatusCode.NOT_FOUND, error)
-        async for event in watch_tasks(self.rt.state, request):
-            yield event
+        node = self.rt.node
+        try:
+            async for event in watch_tasks(self.rt.state, request, lambda: node.leader() != NONE):
+                yield event
+        except WatchCutOff as exc:
+            # Without a leader this master's state may have stopped while the cluster
+            # goes on: a waiter here would wait for nothing. It watches elsewhere.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; watch on another master")
 
     # -- the leader's live view -----------------------------------------------------
 

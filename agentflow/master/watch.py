@@ -8,7 +8,7 @@ a burst of changes to one task costs one message.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TypeGuard
 
 from agentflow._proto import scheduler_pb2 as api
@@ -49,9 +49,24 @@ def _without_progress(task: state_pb2.Task) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
+class WatchCutOff(Exception):
+    """The master serving a watch has been without a leader too long: its state may
+    have stopped moving while the cluster goes on. The watcher should go elsewhere."""
+
+
+# A quiet watch checks this often that its master still follows a leader; one without
+# a leader at two checks in a row (an election takes 0.75-1.5 s) is cut off.
+LEADER_CHECK_S = 1.0
+
+
 async def watch_tasks(
-    state: SchedulerState, request: api.WatchTasksRequest
+    state: SchedulerState,
+    request: api.WatchTasksRequest,
+    has_leader: Callable[[], bool] | None = None,
+    check_every: float = LEADER_CHECK_S,
 ) -> AsyncIterator[api.TaskEvent]:
+    """The stream's events. With `has_leader`, raises WatchCutOff when the master has
+    had no leader at two checks in a row (see LEADER_CHECK_S)."""
     wanted = _wanted(state, request)
     pending: dict[str, None] = {}
     wake = asyncio.Event()
@@ -80,8 +95,17 @@ async def watch_tasks(
             if shown(task):
                 sent[task_id] = _without_progress(task)
                 yield api.TaskEvent(task=task, index=state.applied_index, initial=True)
+        leaderless = 0
         while not (ending and not unfinished):
-            await wake.wait()
+            try:
+                async with asyncio.timeout(check_every if has_leader is not None else None):
+                    await wake.wait()
+            except TimeoutError:
+                assert has_leader is not None
+                leaderless = 0 if has_leader() else leaderless + 1
+                if leaderless >= 2:
+                    raise WatchCutOff("this master has had no leader for a while") from None
+                continue
             wake.clear()
             batch = list(pending)
             pending.clear()
