@@ -38,13 +38,21 @@ class Stop:
     """A request to end an attempt early; the first reason given wins."""
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
+        self.requested = False
         self.reason = ""
+        self._wakers: list[Callable[[], None]] = []
 
     def request(self, reason: str) -> None:
-        if not self.event.is_set():
+        if not self.requested:
+            self.requested = True
             self.reason = reason
-            self.event.set()
+            for wake in list(self._wakers):
+                wake()
+
+    def on_request(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Calls `wake` when a stop is requested; returns what unsubscribes it."""
+        self._wakers.append(wake)
+        return lambda: self._wakers.remove(wake) if wake in self._wakers else None
 
 
 Ending = Literal["done", "stopped", "timeout"]
@@ -58,17 +66,31 @@ async def race(work: Awaitable[T], stop: Stop, deadline: float | None) -> tuple[
     """
     loop = asyncio.get_running_loop()
     work_task = asyncio.ensure_future(work)
-    stop_task = loop.create_task(stop.event.wait())
-    timeout = None if deadline is None else max(0.0, deadline - loop.time())
+    # One future woken by whichever comes first: no task and no asyncio.wait per race,
+    # which ran twice for every task (a pool process, then the job).
+    first: asyncio.Future[None] = loop.create_future()
+
+    def wake(*_: object) -> None:
+        if not first.done():
+            first.set_result(None)
+
+    work_task.add_done_callback(wake)
+    unsubscribe = stop.on_request(wake)
+    timer = None if deadline is None else loop.call_at(deadline, wake)
+    if stop.requested:
+        wake()
     try:
-        await asyncio.wait({work_task, stop_task}, timeout=timeout, return_when="FIRST_COMPLETED")
+        await first
     finally:
-        await cancel_quietly(stop_task)
+        work_task.remove_done_callback(wake)
+        unsubscribe()
+        if timer is not None:
+            timer.cancel()
         if not work_task.done():
             await cancel_quietly(work_task)
     if work_task.done() and not work_task.cancelled():
         return "done", work_task.result()
-    if stop.event.is_set():
+    if stop.requested:
         return "stopped", None
     return "timeout", None
 
