@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -33,6 +34,7 @@ from agentflow.scheduler.service import Scheduler
 from agentflow.scheduler.sessions import Usage, WorkerConflictError
 from agentflow.state import ChangeSet
 
+_Outcome = wpb.ResultAck | list[wpb.ResultAck] | None  # of handling one message
 log = structlog.get_logger(__name__)
 
 Refusal = wpb.Refusal
@@ -124,9 +126,7 @@ class MasterSession:
         self.last_seen = time.monotonic()
         if self.closed or not messages:
             return
-        outcomes = await asyncio.gather(
-            *(self._handle(m) for m in messages), return_exceptions=True
-        )
+        outcomes = await _all_settled([self._handle(m) for m in messages])
         ack = wpb.Ack()
         for message, outcome in zip(messages, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -146,9 +146,7 @@ class MasterSession:
                 ack.results.extend(outcome)
         self.outbox.put(wpb.MasterMessage(ack=ack))
 
-    async def _handle(
-        self, message: wpb.WorkerMessage
-    ) -> wpb.ResultAck | list[wpb.ResultAck] | None:
+    async def _handle(self, message: wpb.WorkerMessage) -> _Outcome:
         kind = message.WhichOneof("body")
         sched, wid = self.scheduler, self.worker_id
         if kind == "heartbeat":
@@ -389,3 +387,16 @@ class Sessions:
                 and worker.state == state_pb2.WORKER_STATE_DRAINING
             ):
                 session.drain("the worker is marked draining")
+
+
+async def _all_settled(
+    calls: list[Coroutine[Any, Any, _Outcome]],
+) -> list[_Outcome | BaseException]:
+    """gather(..., return_exceptions=True), without a task when there is one call
+    (a worker's stream delivers its messages one at a time)."""
+    if len(calls) != 1:
+        return await asyncio.gather(*calls, return_exceptions=True)
+    try:
+        return [await calls[0]]
+    except Exception as exc:
+        return [exc]

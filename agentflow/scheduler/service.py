@@ -580,14 +580,12 @@ class Scheduler:
                 seen = set()
             seen.add(report.task_id)
             chunks[-1].append(self._finished_item(worker_id, report))
-        results = await asyncio.gather(
-            *(
-                self.proposer.propose(
-                    state_pb2.Command(finish_tasks=state_pb2.FinishTasks(items=chunk))
-                )
-                for chunk in chunks
-            )
-        )
+        proposals = [
+            self.proposer.propose(state_pb2.Command(finish_tasks=state_pb2.FinishTasks(items=c)))
+            for c in chunks
+        ]
+        # Nearly always one chunk: awaited as is, without gather's task around it.
+        results = [await proposals[0]] if len(proposals) == 1 else await asyncio.gather(*proposals)
         accepted: list[bool] = []
         for chunk, result in zip(chunks, results, strict=True):
             if result.error.code:
