@@ -231,7 +231,7 @@ class Agent:
             ):
                 continue  # delivered twice (a resend after reconnecting): run it once
             heapq.heappush(self._pending, (task.priority, next(self._order), task))
-        self._wake_runner.set()
+        self._start_waiting()  # here, not a loop turn later in the runner
 
     def holding(self) -> list[Key]:
         """Attempts this worker has: running, or assigned and waiting for a slot."""
@@ -241,10 +241,14 @@ class Agent:
         while True:
             await self._wake_runner.wait()
             self._wake_runner.clear()
-            while self._pending and len(self._running) < self.concurrency.current:
-                _, _, task = heapq.heappop(self._pending)
-                key = (task.id, task.attempt)
-                self._running[key] = asyncio.create_task(self._run_one(task))
+            self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start the most urgent waiting tasks while there are free slots."""
+        while self._pending and len(self._running) < self.concurrency.current:
+            _, _, task = heapq.heappop(self._pending)
+            key = (task.id, task.attempt)
+            self._running[key] = asyncio.create_task(self._run_one(task))
 
     def _task_run(self, task: state_pb2.Task) -> TaskRun:
         spec = task.spec
