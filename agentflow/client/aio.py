@@ -407,17 +407,16 @@ class AsyncClient(ClientBase):
         """One watch call: its first event is the task as it is now (NotFoundError if
         there is none), so waiting costs no separate read."""
         request = requests.wait_for_task(task_id, show_progress=on_event is not None)
-        final: Task | None = None
         what = f"wait for task {task_id}"
         async with aclosing(self._events(request, limit=limit, what=what)) as events:
             async for event in events:
                 if on_event is not None:
                     on_event(event)
                 if event.task.id == task_id and event.task.is_finished:
-                    final = event.task  # the server ends the watch right after it
-        if final is None:
-            raise AgentFlowError(f"{what}: the watch ended without the task's end")
-        return final
+                    # Closing the events reads the end the server sends right after
+                    # this (END_GRACE_S at most), rather than cancelling the call.
+                    return event.task
+        raise AgentFlowError(f"{what}: the watch ended without the task's end")
 
     async def _wait_workflow(
         self,

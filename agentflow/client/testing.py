@@ -77,6 +77,8 @@ class FakeMaster:
         self.address = ""
         self.workers = list(workers or [])
         self.explanations: list[str] = ["no live worker in group 'default'"]
+        # False plays a master older than end_when_final: its watches never end.
+        self.ends_watches = True
         self._state = _State()
         self._faults: list[Fault] = []
         self._calls: list[Call] = []
@@ -443,7 +445,7 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
             return not request.workflow_id or task.workflow_id == request.workflow_id
 
         def ended() -> bool:
-            if not request.end_when_final:
+            if not (request.end_when_final and fake.ends_watches):
                 return False
             if wanted:
                 tasks = [self.state.tasks.get(i) for i in wanted]

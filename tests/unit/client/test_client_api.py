@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -193,6 +194,29 @@ def test_wait_task_is_one_watch_call(client: Client, fake: FakeMaster) -> None:
     assert len(fake.calls("WatchTasks")) == 2
     with pytest.raises(NotFoundError, match=r"task_ids\[0\]: no task 'nope'"):
         client.wait_task("nope", timeout=5)
+
+
+def test_wait_task_gives_a_master_that_never_ends_the_watch_a_second(
+    client: Client, fake: FakeMaster
+) -> None:
+    fake.ends_watches = False  # a master older than end_when_final
+    task_id = client.submit("shell:a")
+    later(0.1, fake.finish, task_id)
+    start = time.monotonic()
+    assert client.wait_task(task_id, timeout=10).state is TaskState.SUCCEEDED
+    assert time.monotonic() - start < 3  # the final event, then at most END_GRACE_S
+
+
+async def test_async_wait_task_gives_a_master_that_never_ends_the_watch_a_second(
+    fake: FakeMaster,
+) -> None:
+    fake.ends_watches = False
+    async with AsyncClient(fake.address, retry=FAST) as client:
+        task_id = await client.submit("shell:a")
+        asyncio.get_running_loop().call_later(0.1, fake.finish, task_id)
+        start = time.monotonic()
+        assert (await client.wait_task(task_id, timeout=10)).succeeded
+        assert time.monotonic() - start < 3
 
 
 def test_a_watch_carries_the_highest_index_this_client_wrote_at(
