@@ -9,8 +9,9 @@ keeps probing gRPC and moves back as soon as it answers.
 
 Every session starts with a hello carrying what the worker runs and the results the
 leader has not acknowledged; the leader commits those, and tells the worker what to
-cancel or what it missed. Assignments run through the `Executor`, at most as many at
-once as the adaptive concurrency allows (extra ones wait here, most urgent first).
+cancel or what it missed. Assignments go to the task slots (`slots.py`), which run
+them through the `Executor`, at most as many at once as the adaptive concurrency
+allows (extra ones wait there, most urgent first).
 
 SIGTERM drains: the worker says so (the leader marks it DRAINING and assigns nothing
 more), finishes what it has, waits until its results are acknowledged, says it is
@@ -21,14 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import random
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import structlog
 
@@ -36,29 +34,18 @@ from agentflow._proto import state_pb2
 from agentflow._proto import worker_pb2 as wpb
 from agentflow.worker.connection import GrpcConnection, grpc_reachable
 from agentflow.worker.http_connection import HttpConnection
-from agentflow.worker.limits import AdaptiveConcurrency, memory_limit_under_pressure
+from agentflow.worker.limits import AdaptiveConcurrency
 from agentflow.worker.outbound import Key, Outbound
 from agentflow.worker.resources import Usage
-from agentflow.worker.runs import Outcome, Reporter, TaskRun
+from agentflow.worker.slots import TaskExecutor, TaskSlots
 from agentflow.worker.transport import ConnectError, Connection, SessionClosed
 
 log = structlog.get_logger(__name__)
 
 Transport = Literal["auto", "grpc", "http"]
 DEFAULT_HEARTBEAT_S = 2.0
-STARTED_GRACE_S = 0.05
-RECENT_KEYS = 4096  # finished attempts remembered, to ignore a repeated assignment
 DONE_ACK_WAIT_S = 5.0
 MIN_GOOD_SESSION_S = 2.0
-
-
-class TaskExecutor(Protocol):
-    """What the agent needs of `agentflow.worker.executor.Executor`."""
-
-    async def start(self) -> None: ...
-    async def run(self, run: TaskRun, reporter: Reporter) -> Outcome: ...
-    async def cancel(self, task_id: str, attempt: int) -> bool: ...
-    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,21 +88,6 @@ def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) ->
     return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
-class _Reporter:
-    """The executor's reporter: queue, never block, drop what a cancel made moot."""
-
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
-
-    def progress(self, task_id: str, attempt: int, fraction: float, message: str) -> None:
-        if (task_id, attempt) not in self._agent.cancelled:
-            self._agent.outbound.progress(task_id, attempt, fraction, message)
-
-    def log(self, task_id: str, attempt: int, stream: str, text: str) -> None:
-        if (task_id, attempt) not in self._agent.cancelled:
-            self._agent.outbound.log(task_id, attempt, stream, text)
-
-
 class Agent:
     def __init__(
         self,
@@ -132,25 +104,25 @@ class Agent:
         self.executor = executor
         self.concurrency = concurrency
         self.outbound = Outbound()
+        self.slots = TaskSlots(
+            executor,
+            concurrency,
+            self.outbound,
+            self._check_drained,
+            config.task_memory_limit_mb,
+            config.task_cpu_time_limit_s,
+        )
         self.instance = uuid.uuid4().hex
-        self.cancelled: set[Key] = set()
         self.connected_via = ""  # transport of the live session, "" when none
         self.sessions = 0  # sessions welcomed so far
         self.draining = ""  # why, once draining
         self._usage = usage
         self._rng = rng or random.Random()
-        self._reporter = _Reporter(self)
         self._make_candidates = candidates or self._candidates
-        self._pending: list[tuple[int, int, state_pb2.Task]] = []  # (priority, order, task)
-        self._order = itertools.count()
-        self._running: dict[Key, asyncio.Task[None]] = {}
-        self._recent: OrderedDict[Key, None] = OrderedDict()
-        self._wake_runner = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._finished = asyncio.Event()
         self._exit_on_drain = False
         self._done_seq = 0
-        self._memory_percent = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -160,16 +132,13 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 connecting = tg.create_task(self._connect_loop())
-                runner = tg.create_task(self._runner())
+                running = tg.create_task(self.slots.run())  # cancelled: cancels its tasks
                 ending = tg.create_task(self._stop_now.wait())
                 done = tg.create_task(self._finished.wait())
                 await asyncio.wait({ending, done}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (connecting, runner, ending, done):
+                for task in (connecting, running, ending, done):
                     task.cancel()
         finally:
-            for task in list(self._running.values()):
-                task.cancel()
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
             await self.executor.close()
             log.info("worker.stopped", worker=self.worker_id, unacked=len(self.outbound.results))
 
@@ -193,7 +162,7 @@ class Agent:
             log.warning(
                 "worker.drain_timeout",
                 worker=self.worker_id,
-                running=len(self._running),
+                running=len(self.slots.running()),
                 unacked=len(self.outbound.results),
             )
             self._stop_now.set()
@@ -211,117 +180,16 @@ class Agent:
         and exit when the leader acknowledged that (or soon after, if it cannot)."""
         if not self._exit_on_drain or self._done_seq:
             return
-        if self._running or self._pending or len(self.outbound.results):
+        if not self.slots.idle or len(self.outbound.results):
             return
         message = wpb.WorkerMessage(draining=wpb.DrainNotice(reason=self.draining, done=True))
         self.outbound.send_now(message)
         self._done_seq = message.seq
         asyncio.get_running_loop().call_later(DONE_ACK_WAIT_S, self._finished.set)
 
-    # -- running tasks ---------------------------------------------------------------
-
-    def _accept(self, tasks: Sequence[state_pb2.Task]) -> None:
-        for task in tasks:
-            key = (task.id, task.attempt)
-            if (
-                key in self._running
-                or key in self._recent
-                or key in self.outbound.results
-                or any((t.id, t.attempt) == key for _, _, t in self._pending)
-            ):
-                continue  # delivered twice (a resend after reconnecting): run it once
-            heapq.heappush(self._pending, (task.priority, next(self._order), task))
-        self._start_waiting()  # here, not a loop turn later in the runner
-
     def holding(self) -> list[Key]:
         """Attempts this worker has: running, or assigned and waiting for a slot."""
-        return [*self._running, *((t.id, t.attempt) for _, _, t in self._pending)]
-
-    async def _runner(self) -> None:
-        while True:
-            await self._wake_runner.wait()
-            self._wake_runner.clear()
-            self._start_waiting()
-
-    def _start_waiting(self) -> None:
-        """Start the most urgent waiting tasks while there are free slots."""
-        while self._pending and len(self._running) < self.concurrency.current:
-            _, _, task = heapq.heappop(self._pending)
-            key = (task.id, task.attempt)
-            self._running[key] = asyncio.create_task(self._run_one(task))
-
-    def _task_run(self, task: state_pb2.Task) -> TaskRun:
-        spec = task.spec
-        memory = spec.memory_mb or self.config.task_memory_limit_mb
-        if memory and not spec.memory_mb:
-            memory = memory_limit_under_pressure(memory, self._memory_percent)
-        return TaskRun(
-            task_id=task.id,
-            attempt=task.attempt,
-            command=spec.command,
-            args_json=spec.args_json,
-            env=dict(spec.env),
-            cwd=spec.cwd,
-            timeout_s=spec.timeout_ms / 1000 if spec.timeout_ms > 0 else None,
-            gpu_indices=tuple(task.gpu_indices),
-            memory_limit_mb=memory or None,
-            cpu_time_limit_s=self.config.task_cpu_time_limit_s,
-        )
-
-    async def _run_one(self, task: state_pb2.Task) -> None:
-        key = (task.id, task.attempt)
-        # A task done within the grace never reports "started": its result says it
-        # all, and each report is a replicated command (half the commits of short tasks).
-        started = asyncio.get_running_loop().call_later(
-            STARTED_GRACE_S, self.outbound.started, *key
-        )
-        try:
-            outcome = await self.executor.run(self._task_run(task), self._reporter)
-        finally:
-            started.cancel()
-            del self._running[key]
-            self._recent[key] = None
-            while len(self._recent) > RECENT_KEYS:
-                self._recent.popitem(last=False)
-            self._wake_runner.set()
-        if key in self.cancelled:
-            # The leader cancelled this attempt: it has settled the task already.
-            self.cancelled.discard(key)
-        else:
-            self.outbound.result(
-                wpb.ResultReport(
-                    task_id=task.id,
-                    attempt=task.attempt,
-                    success=outcome.success,
-                    result=state_pb2.TaskResult(
-                        exit_code=outcome.exit_code,
-                        stdout_tail=outcome.stdout_tail,
-                        stderr_tail=outcome.stderr_tail,
-                        value_json=outcome.value_json,
-                        error=outcome.error,
-                    ),
-                )
-            )
-        self._check_drained()
-
-    async def _cancel(self, cancel: wpb.CancelTask) -> None:
-        key = (cancel.task_id, cancel.attempt)
-        before = len(self._pending)
-        self._pending = [p for p in self._pending if (p[2].id, p[2].attempt) != key]
-        heapq.heapify(self._pending)
-        if key in self._running:
-            self.cancelled.add(key)
-            self.outbound.forget_queued([key])
-            await self.executor.cancel(*key)
-        log.info(
-            "worker.cancel",
-            task=cancel.task_id,
-            attempt=cancel.attempt,
-            reason=cancel.reason,
-            was_running=key in self._running,
-            was_waiting=len(self._pending) < before,
-        )
-        self._check_drained()
+        return self.slots.holding()
 
     # -- connecting ------------------------------------------------------------------
 
@@ -447,7 +315,7 @@ class Agent:
     async def _send(self, conn: Connection) -> None:
         while True:
             await self.outbound.wait()
-            if self._pending and self.config.result_linger > 0:
+            if self.slots.waiting and self.config.result_linger > 0:
                 await asyncio.sleep(self.config.result_linger)
             batch = self.outbound.take()
             if batch:
@@ -468,9 +336,9 @@ class Agent:
     async def _on_message(self, message: wpb.MasterMessage) -> None:
         kind = message.WhichOneof("body")
         if kind == "assignments":
-            self._accept(message.assignments.tasks)
+            self.slots.accept(message.assignments.tasks)
         elif kind == "cancel":
-            await self._cancel(message.cancel)
+            await self.slots.cancel(message.cancel)
         elif kind == "ack":
             for ack in message.ack.results:
                 self.outbound.results.ack(ack.task_id, ack.attempt)
@@ -489,7 +357,7 @@ class Agent:
         elif kind == "set_concurrency":
             value = self.concurrency.set_maximum(message.set_concurrency.max_concurrent)
             log.info("worker.concurrency", current=value, maximum=self.concurrency.maximum)
-            self._wake_runner.set()
+            self.slots.capacity_changed()
         else:
             log.warning("worker.unexpected_message", kind=kind)
 
@@ -499,13 +367,13 @@ class Agent:
             if self._usage is not None:
                 usage = self._usage()
                 cpu, memory = usage.cpu_percent, usage.memory_percent
-                self._memory_percent = memory
+                self.slots.memory_percent = memory
                 self.concurrency.observe(cpu)
-            self._wake_runner.set()  # the concurrency may have grown
+            self.slots.capacity_changed()
             beat = wpb.Heartbeat(
                 cpu_percent=cpu,
                 memory_percent=memory,
-                running=[wpb.TaskAttempt(task_id=t, attempt=a) for t, a in self._running],
+                running=[wpb.TaskAttempt(task_id=t, attempt=a) for t, a in self.slots.running()],
                 max_concurrent=self.concurrency.current,
             )
             self.outbound.send_now(wpb.WorkerMessage(heartbeat=beat))
