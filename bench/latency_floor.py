@@ -56,6 +56,7 @@ from typing import Any
 
 import aiosqlite
 import grpc
+from benchlib import percentile
 
 log = logging.getLogger("latency_floor")
 
@@ -128,15 +129,6 @@ async def ready_channel(port: int) -> grpc.aio.Channel:
         await channel.close()
         raise
     return channel
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 # -- follower ---------------------------------------------------------------------------
@@ -549,13 +541,13 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     log.info(
         "min %.3f ms, p90 %.3f ms, max %.3f ms",
         min(latencies),
-        percentile(latencies, 90),
+        percentile(latencies, 0.90),
         max(latencies),
     )
     return {
         "rounds": len(latencies),
-        "p50_ms": round(percentile(latencies, 50), 3),
-        "p99_ms": round(percentile(latencies, 99), 3),
+        "p50_ms": round(percentile(latencies, 0.50), 3),
+        "p99_ms": round(percentile(latencies, 0.99), 3),
         "mean_ms": round(statistics.fmean(latencies), 3),
         "followers": args.followers,
         "python": platform.python_version(),
