@@ -24,7 +24,7 @@ import structlog
 
 from agentflow._proto import state_pb2
 from agentflow.scheduler.liveness import overdue, silent_workers
-from agentflow.scheduler.placement import TaskRequirements, WorkerView, place
+from agentflow.scheduler.placement import Placement, TaskRequirements, WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import Priority, ReadyQueue
 from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
@@ -45,6 +45,17 @@ _PRIORITIES = tuple(Priority)  # by value: Priority(value) is an enum call per t
 
 # What one placement takes on a worker: (worker id, requirements, GPU indices).
 _Hold = tuple[str, TaskRequirements, tuple[int, ...]]
+
+
+def _claim(
+    req: TaskRequirements, usable: dict[str, WorkerView], held: list[_Hold]
+) -> Placement | None:
+    """Place one task among `usable` and take its room there (recorded in `held`)."""
+    spot = place(req, usable.values())
+    if spot is not None:
+        usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
+        held.append((spot.worker_id, req, spot.gpu_indices))
+    return spot
 
 
 def _priority(value: int) -> Priority:
@@ -297,12 +308,9 @@ class Scheduler:
         for i, spec in enumerate(specs):
             if spec.dependencies:
                 continue
-            req = spec_requirements(spec)
-            spot = place(req, usable.values())
+            spot = _claim(spec_requirements(spec), usable, held)
             if spot is None:
                 continue
-            usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
-            held.append((spot.worker_id, req, spot.gpu_indices))
             placed.append(
                 state_pb2.Placement(
                     task_index=i, worker_id=spot.worker_id, gpu_indices=spot.gpu_indices
@@ -335,12 +343,9 @@ class Scheduler:
             task = self.state.task(task_id)
             if task is None:
                 return False
-            req = requirements(task)
-            spot = place(req, usable.values())
+            spot = _claim(requirements(task), usable, held)
             if spot is None:
                 return False
-            usable[spot.worker_id] = take(usable[spot.worker_id], req, spot.gpu_indices)
-            held.append((spot.worker_id, req, spot.gpu_indices))
             chosen.append(
                 state_pb2.Assignment(
                     task_id=task_id,
