@@ -456,7 +456,11 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
             return all(t is not None and t.state in _FINAL for t in tasks)
 
         if request.end_when_final and not (request.task_ids or request.workflow_id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "end_when_final: needs task_ids")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "end_when_final: needs task_ids or a workflow_id"
+                " (a watch of every task never ends)",
+            )
         with fake._cond:
             sent = {t.id: t.updated_index for t in self.state.tasks.values() if matches(t)}
             initial = [self._copy(t) for t in self.state.tasks.values() if matches(t)]

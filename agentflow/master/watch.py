@@ -72,7 +72,7 @@ async def watch_tasks(
     wake = asyncio.Event()
 
     def shown(task: state_pb2.Task | None) -> TypeGuard[state_pb2.Task]:
-        return task is not None and (not request.final_only or task.state in FINAL_STATES)
+        return task is not None and (not request.final_only or _final(task))
 
     def on_change(change: ChangeSet) -> None:
         for task_id in change.tasks:

@@ -213,10 +213,10 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
         pr.become_probe()
         pr.become_replicate()
     if maybe_commit(core):
-        # Followers learn the commit at once, but once per turn of the host's loop
-        # and riding on the appends of that turn when there are any (see
-        # announce_commit): acks of both followers arrive together under load, and
-        # each announcement is a message and a reply per follower.
+        # Followers learn the commit once per turn of the host's loop, riding on the
+        # appends of that turn when there are any (see announce_commit, which also
+        # says what happens to the others): acks of both followers arrive together
+        # under load, and each announcement is a message and a reply per follower.
         core.announce_commit = True
     elif was_paused:
         send_append(core, m.frm, allow_empty=True)  # so it learns the commit index
