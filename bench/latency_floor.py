@@ -559,14 +559,26 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
 # -- entry point ------------------------------------------------------------------------
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= `low` (argparse names the option in its error)."""
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return integer
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--role", choices=("client", "leader", "follower", "worker", "pool"), default="client"
     )
-    parser.add_argument("--followers", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--followers", type=_at_least(0), default=2)
+    parser.add_argument("--warmup", type=_at_least(0), default=50)
+    parser.add_argument("--rounds", type=_at_least(1), default=500)
     parser.add_argument("--db", type=Path, help="leader/follower: sqlite file")
     parser.add_argument("--peers", default="", help="leader: follower ports, comma-separated")
     parser.add_argument("--leader", type=int, help="worker: the leader's port")
@@ -582,8 +594,6 @@ def main() -> None:
         format=f"%(asctime)s {args.role}[{os.getpid()}] %(message)s",
     )
     if args.role == "client":
-        if args.rounds < 1 or args.followers < 0:
-            sys.exit("--rounds must be >= 1 and --followers >= 0")
         print(json.dumps(asyncio.run(client_main(args))), flush=True)
     elif args.role == "follower":
         asyncio.run(follower_main(args.db))

@@ -22,3 +22,11 @@ def test_the_floor_runs_its_round_trips_and_reports_them() -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rounds"] == 10 and report["followers"] == 2
     assert 0 < report["p50_ms"] <= report["p99_ms"]
+
+
+def test_the_floor_names_a_bad_option() -> None:
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rounds", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "argument --rounds: must be >= 1, got 0" in out.stderr
