@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from agentflow.raft import replication, roles
 from agentflow.raft.codec import decode_conf_change, encode_conf_change
 from agentflow.raft.config import RaftConfig
+from agentflow.raft.guard import Membership, out_of_range
 from agentflow.raft.log import RaftLog
 from agentflow.raft.progress import Progress
 from agentflow.raft.readindex import ReadIndexQueue
@@ -38,6 +39,7 @@ from agentflow.raft.types import (
     NodeId,
     NotLeaderError,
     ProposalDroppedError,
+    RaftError,
     ReadState,
     Ready,
     Role,
@@ -129,12 +131,33 @@ class RaftCore:
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
 
+    def edge_view(self, sender: NodeId) -> Membership:
+        """What `guard.refusal` needs to judge a message from `sender`. Nodes added
+        by membership changes not yet applied count as members (this node is about
+        to learn of them); the log is only scanned for a sender outside the
+        configuration, which is rare."""
+        members = self.conf.members()
+        if sender not in members:
+            log = self.log
+            for e in log.slice(max(log.applied, log.base_index) + 1, log.last_index() + 1):
+                if e.type is EntryType.CONF_CHANGE:
+                    cc = decode_conf_change(e.data)
+                    if cc.type is not ConfChangeType.REMOVE:
+                        members += (cc.node_id,)
+        return Membership(members, self.id in self.conf.members(), self.term, self.lead)
+
     def soft_state(self) -> SoftState:
         return SoftState(self.lead, self.role)
 
     # -- role transitions ------------------------------------------------------
 
     def _reset(self, term: int) -> None:
+        if out_of_range(term):
+            # guard.refusal keeps such terms out; reaching here is a bug, and the
+            # term must not reach storage (it would outlive every restart).
+            raise RaftError(
+                f"term: {term} is outside [0, 2**62); a message got past the edge check"
+            )
         if term != self.term:
             self.term = term
             self.vote = NONE

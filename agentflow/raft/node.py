@@ -24,6 +24,7 @@ from agentflow.common.failpoints import Failpoints
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore
 from agentflow.raft.fsm import StateMachine
+from agentflow.raft.guard import RefusalLog, membership_refusal
 from agentflow.raft.storage import RaftStorage
 from agentflow.raft.types import (
     NONE,
@@ -136,6 +137,8 @@ class RaftNode:
         self._durable_hs = HardState()
         self._lazy_hs: HardState | None = None  # commit-only change not yet written
         self._failpoints = failpoints if failpoints is not None else Failpoints.from_env()
+        # Messages the transport let through but membership refused (see guard.py).
+        self.refusals = RefusalLog()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -407,7 +410,20 @@ class RaftNode:
             core.tick()
         inbox, self._inbox = self._inbox, []
         for m in inbox:
-            core.step(m)
+            bad = membership_refusal(m, core.edge_view(m.frm))
+            if bad is None:
+                core.step(m)
+                continue
+            n = self.refusals.record(bad[0], asyncio.get_running_loop().time())
+            if n:
+                log.warning(
+                    "raft.refused",
+                    node=self.id,
+                    reason=bad[0].value,
+                    detail=bad[1],
+                    type=m.type.name,
+                    refused_since_last_line=n,
+                )
         requests, self._requests = self._requests, []
         for fn in requests:
             fn(core)

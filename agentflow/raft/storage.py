@@ -36,6 +36,7 @@ from agentflow._proto import raft_pb2 as pb
 from agentflow.raft import snapshots
 from agentflow.raft.codec import hard_state_from_pb, hard_state_to_pb
 from agentflow.raft.core import bootstrap_entries
+from agentflow.raft.guard import LIMIT
 from agentflow.raft.types import (
     NONE,
     Entry,
@@ -133,7 +134,16 @@ def _snapshot_row_crc(index: int, term: int) -> int:
     return zlib.crc32(_SNAPSHOT_ROW.pack(index, term))
 
 
+def _check_range(what: str, value: int) -> None:
+    """The last defence behind `guard`: never store a term or index that a later
+    `+ 1` (or SQLite's signed 64-bit INTEGER) cannot hold."""
+    if not 0 <= value < LIMIT:
+        raise RaftError(f"{what}: {value} is outside [0, 2**62); refusing to store it")
+
+
 def _entry_rows(entries: Sequence[Entry]) -> list[_EntryRow]:
+    _check_range("entry term", entries[-1].term)
+    _check_range("entry index", entries[-1].index)
     first = entries[0].index
     if entries[-1].index != first + len(entries) - 1:
         raise ValueError(f"entries are not contiguous: {first}..{entries[-1].index}")
@@ -144,6 +154,8 @@ def _entry_rows(entries: Sequence[Entry]) -> list[_EntryRow]:
 
 
 def _hard_state_params(hs: HardState) -> tuple[bytes, int]:
+    _check_range("hard state term", hs.term)
+    _check_range("hard state commit", hs.commit)
     data = hard_state_to_pb(hs).SerializeToString()
     return data, zlib.crc32(data)
 
@@ -384,6 +396,8 @@ class RaftStorage:
         snaps: dict[int, int] | None = None
         dropped: list[str] = []
         if snap is not None:
+            _check_range("snapshot term", snap.meta.term)
+            _check_range("snapshot index", snap.meta.index)
             await asyncio.to_thread(snapshots.write_file, self.snapshot_dir, snap)
         async with self._lock:
             db = self._conn()

@@ -5,12 +5,19 @@ the driver handed over since the last write goes out as one MessageBatch. Votes
 and TimeoutNow use unary calls so an election never waits behind a large batch;
 snapshots go in chunks on their own call. Delivery is best effort: when a peer
 is down, messages are dropped and the core is told the peer is unreachable.
+
+Inbound, every call declares its sender (metadata `raft-from`, see
+`peer_identity`) and every message on it is checked by `guard.wire_refusal`
+(bounds, shape, `from` equal to the declared sender) and must be of a type that
+call carries; a refused message is counted and logged (rate-limited), never
+delivered. The driver then checks membership (`guard.membership_refusal`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +28,7 @@ import structlog
 from agentflow._proto import raft_pb2 as pb
 from agentflow._proto import raft_pb2_grpc
 from agentflow.raft.codec import CodecError, message_from_pb, message_to_pb
+from agentflow.raft.guard import Refusal, RefusalLog, wire_refusal
 from agentflow.raft.types import Message, MessageType, NodeId
 
 if TYPE_CHECKING:
@@ -43,13 +51,18 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
-_UNARY = {
-    MessageType.VOTE,
-    MessageType.VOTE_RESP,
-    MessageType.PRE_VOTE,
-    MessageType.PRE_VOTE_RESP,
-    MessageType.TIMEOUT_NOW,
+_VOTES = frozenset(
+    {MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP}
+)
+_UNARY = _VOTES | {MessageType.TIMEOUT_NOW}
+# Which message types each call carries (as `_Peer.send` routes them).
+_CALL_TYPES: dict[str, frozenset[MessageType]] = {
+    "Append": frozenset(MessageType) - _UNARY - {MessageType.SNAPSHOT},
+    "Vote": _VOTES,
+    "TimeoutNow": frozenset({MessageType.TIMEOUT_NOW}),
+    "InstallSnapshot": frozenset({MessageType.SNAPSHOT}),
 }
+MAX_LEARNED = 8  # peers a node without configuration learns from call metadata
 
 Deliver = Callable[[Message], None]
 ReportUnreachable = Callable[[NodeId], None]
@@ -70,7 +83,11 @@ class _Peer:
         retry_delay: float,
         advertise: str,
     ) -> None:
-        self._metadata = ((META_FROM, node_id), (META_ADDRESS, advertise)) if advertise else None
+        # Every call declares who sends it: the receiver checks each message's
+        # `from` against this (see `peer_identity`).
+        self._metadata: tuple[tuple[str, str], ...] = ((META_FROM, node_id),)
+        if advertise:
+            self._metadata += ((META_ADDRESS, advertise),)
         self.peer_id = peer_id
         self.address = address
         self._unreachable = unreachable
@@ -153,7 +170,7 @@ class _Peer:
             return out
 
         try:
-            await self._stub.InstallSnapshot(iter(chunks()), timeout=60.0)
+            await self._stub.InstallSnapshot(iter(chunks()), timeout=60.0, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             log.warning("raft.transport.snapshot_failed", peer=self.peer_id, code=str(exc.code()))
             self._unreachable(self.peer_id)
@@ -169,8 +186,19 @@ class _Peer:
         await self._channel.close()
 
 
+def peer_identity(context: Ctx) -> NodeId | None:
+    """The node id the caller declares, or None. This is the seam for mTLS: with
+    it, the identity comes from the peer certificate (`context.auth_context()`),
+    and the declared metadata must match it or the call is refused."""
+    for key, value in context.invocation_metadata() or ():
+        if key == META_FROM and isinstance(value, str) and value:
+            return value
+    return None
+
+
 class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
-    """Inbound side: decodes and hands every message to the local node."""
+    """Inbound side: decodes, checks at the edge, and hands every message that
+    passes to the local node."""
 
     def __init__(
         self, node_id: NodeId, deliver: Deliver, learn: Callable[[NodeId, str], None]
@@ -178,6 +206,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         self.node_id = node_id
         self._deliver = deliver
         self._learn = learn
+        self.refusals = RefusalLog()
 
     def _learn_sender(self, context: Ctx) -> None:
         """A node that is joining knows no member until it applies the log; the
@@ -187,33 +216,56 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         if sender and address:
             self._learn(sender, address)
 
-    def _accept(self, msg: pb.Message, snapshot_data: bytes | None = None) -> None:
+    def _accept(
+        self, call: str, peer: NodeId | None, msg: pb.Message, snapshot_data: bytes | None = None
+    ) -> bool:
         try:
             m = message_from_pb(msg, snapshot_data)
         except (CodecError, ValueError) as exc:
-            log.warning("raft.transport.bad_message", error=str(exc))
-            return
-        if m.to != self.node_id:
-            log.warning("raft.transport.misrouted", to=m.to, me=self.node_id, frm=m.frm)
-            return
+            self._refuse(Refusal.MALFORMED, str(exc), peer)
+            return False
+        if m.type not in _CALL_TYPES[call]:
+            self._refuse(Refusal.MALFORMED, f"type: {m.type.name} on a {call} call", peer)
+            return False
+        bad = wire_refusal(m, self.node_id, peer)
+        if bad is not None:
+            self._refuse(bad[0], bad[1], peer)
+            return False
         self._deliver(m)
+        return True
+
+    def _refuse(self, kind: Refusal, detail: str, peer: NodeId | None) -> None:
+        n = self.refusals.record(kind, time.monotonic())
+        if n:
+            log.warning(
+                "raft.transport.refused",
+                node=self.node_id,
+                peer=peer,
+                reason=kind.value,
+                detail=detail,
+                refused_since_last_line=n,
+            )
 
     async def Append(
         self, request_iterator: AsyncIterator[pb.MessageBatch], context: Ctx
     ) -> pb.RaftAck:
-        self._learn_sender(context)
+        peer = peer_identity(context)
+        learned = False
         async for batch in request_iterator:
             for msg in batch.messages:
-                self._accept(msg)
+                # Learn the caller's address only once it sent something acceptable.
+                if self._accept("Append", peer, msg) and not learned:
+                    learned = True
+                    self._learn_sender(context)
         return pb.RaftAck()
 
     async def Vote(self, request: pb.Message, context: Ctx) -> pb.RaftAck:
-        self._learn_sender(context)
-        self._accept(request)
+        if self._accept("Vote", peer_identity(context), request):
+            self._learn_sender(context)
         return pb.RaftAck()
 
     async def TimeoutNow(self, request: pb.Message, context: Ctx) -> pb.RaftAck:
-        self._accept(request)
+        self._accept("TimeoutNow", peer_identity(context), request)
         return pb.RaftAck()
 
     async def InstallSnapshot(
@@ -240,7 +292,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                 data = b"".join(parts)
                 if zlib.crc32(data) != chunk.crc32:
                     await context.abort(grpc.StatusCode.DATA_LOSS, "crc32: snapshot data corrupted")
-                self._accept(header, data)
+                self._accept("InstallSnapshot", peer_identity(context), header, data)
                 return pb.RaftAck()
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, "done: stream ended before the last chunk"
@@ -268,6 +320,9 @@ class GrpcTransport:
         self._retry_delay = retry_delay
         self._peers: dict[NodeId, _Peer] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Set once the driver names any peer: from then on the configuration says
+        # who the peers are, and call metadata teaches nothing.
+        self._configured = False
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         raft_pb2_grpc.add_RaftServiceServicer_to_server(self.servicer, server)
@@ -279,6 +334,7 @@ class GrpcTransport:
                 peer.send(m)
 
     def update_peers(self, addresses: Mapping[NodeId, str]) -> None:
+        self._configured = self._configured or bool(addresses)
         for node, address in addresses.items():
             current = self._peers.get(node)
             if current is not None and current.address == address:
@@ -295,6 +351,11 @@ class GrpcTransport:
         )
 
     def _learn(self, node: NodeId, address: str) -> None:
+        """Only a node that knows no peer yet (it is joining) learns addresses from
+        callers, and only a few: the driver's `update_peers` replaces them once
+        the node applies its configuration."""
+        if self._configured or len(self._peers) >= MAX_LEARNED:
+            return
         if node != self.node_id and node not in self._peers:
             log.info("raft.transport.learned_peer", peer=node, address=address)
             self._peers[node] = self._new_peer(node, address)

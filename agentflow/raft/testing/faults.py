@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentflow.raft.guard import LIMIT
 from agentflow.raft.testing import invariants as inv
 from agentflow.raft.testing.invariants import InvariantViolation
 from agentflow.raft.testing.simnode import CrashPoint, PendingRead, Proposal, SimNode, Status
@@ -21,6 +22,9 @@ from agentflow.raft.types import (
     ConfChange,
     ConfChangeError,
     ConfChangeType,
+    Entry,
+    Message,
+    MessageType,
     NotLeaderError,
     ProposalDroppedError,
     Role,
@@ -64,6 +68,8 @@ def start(sim: Simulator) -> None:
         _every(sim, 400, compact, in_heal=True)
     if plan.crash or plan.pause or plan.partition:
         _every(sim, plan.nemesis_ms, nemesis)
+    if plan.forge:
+        _every(sim, 300, forge)
 
 
 def heal(sim: Simulator) -> None:
@@ -306,3 +312,63 @@ def _end_partition(sim: Simulator, gen: int) -> None:
     if gen == sim.part_gen and not sim.healing:
         sim.net.heal()
         sim.note("partition healed")
+
+
+# -- forged messages ----------------------------------------------------------------
+
+FORGERIES = (
+    "non-member",
+    "misaddressed",
+    "sender-mismatch",
+    "huge-term",
+    "huge-index",
+    "second-leader",
+    "bad-entries",
+)
+
+
+def forge(sim: Simulator) -> None:
+    """Inject one message no honest node would send, straight into a live node's
+    inbox. Every kind must be refused at the edge (`guard.refusal`); the run
+    counts refusals and any forged message that got through (`forged_stepped`,
+    which the simulator's liveness and safety checks then judge)."""
+    nodes = _available(sim)
+    if not nodes:
+        return
+    target = sim.rng.choice(nodes)
+    core = target.core
+    assert core is not None
+    if target.id not in core.conf.members():
+        # A joining node accepts any sender until it applies its own addition
+        # (guard.py documents that window); forging there proves nothing.
+        return
+    members = [n for n in core.conf.members() if n != target.id]
+    kind = sim.rng.choice(FORGERIES)
+    last = core.log.last_index()
+    term = core.term
+    frm = sim.rng.choice(members) if members else "intruder"
+    peer = frm
+    m = Message(MessageType.APPEND, target.id, frm, term=term + 1, index=last, log_term=term)
+    m.entries = [Entry(term + 1, last + 1, data=b"forged")]
+    m.commit = last + 1
+    if kind == "non-member":
+        m.frm = peer = "intruder"
+    elif kind == "misaddressed":
+        m.to = "nobody"
+    elif kind == "sender-mismatch":
+        peer = "intruder"
+    elif kind == "huge-term":
+        m = Message(MessageType.HEARTBEAT, target.id, frm, term=(1 << 64) - 1)
+    elif kind == "huge-index":
+        m = Message(MessageType.VOTE, target.id, frm, term=term, index=LIMIT, log_term=term)
+    elif kind == "second-leader":
+        if core.lead in ("", frm) or not members:
+            return
+        m.term = term
+        m.entries = [Entry(term, last + 1, data=b"forged")]
+    else:
+        m.entries = [Entry(term + 1, last + 3, data=b"forged")]
+    sim.count("forged")
+    sim.note(f"forge {kind}: {m.type.name} {m.frm}->{m.to} (as {peer}) t{m.term}")
+    sim.deliver(m, peer=peer, forged=True, dest=target.id)
+    sim.after_input(target)

@@ -32,6 +32,7 @@ class SimPlan:
     keep_entries: int  # `keep_entries` passed to core.compact
     nemesis_ms: int  # mean interval between faults
     propose_ms: int  # mean interval between client proposals
+    forge: bool = False  # a nemesis injects forged and malformed messages (faults.forge)
 
     def tick_period(self, rng: random.Random) -> int:
         """A node's clock: ms per tick. Without PreVote drift stays within 15 %: a
@@ -57,6 +58,7 @@ class SimPlan:
                 ("membership", self.membership),
                 ("reads", self.reads),
                 ("compaction", self.compaction),
+                ("forge", self.forge),
             )
             if on
         ]
@@ -108,4 +110,5 @@ def choose_plan(rng: random.Random, nodes: int) -> SimPlan:
     )
     # Drawn last, so every other choice a seed made before this knob existed stays.
     lazy = dataclasses.replace(config, lazy_commit_announce=rng.random() < 0.7)
-    return dataclasses.replace(plan, config=lazy)
+    # Drawn after that, for the same reason.
+    return dataclasses.replace(plan, config=lazy, forge=rng.random() < 0.4)

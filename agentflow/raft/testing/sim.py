@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from agentflow.raft.codec import decode_conf_change
 from agentflow.raft.core import RaftCore, bootstrap_entries
+from agentflow.raft.guard import refusal
 from agentflow.raft.testing import faults
 from agentflow.raft.testing import invariants as inv
 from agentflow.raft.testing.checks import SafetyChecks, check_ack_matches_leader, check_sent
@@ -226,14 +227,35 @@ class Simulator:
         core.tick()
         self.after_input(node)
 
-    def deliver(self, m: Message) -> None:
-        node = self.nodes[m.to]
+    def deliver(
+        self, m: Message, peer: NodeId | None = None, forged: bool = False, dest: NodeId = ""
+    ) -> None:
+        """`peer` is the sender the connection declares (default: `m.frm`, an
+        honest one); `forged` marks a message the nemesis made up, and `dest`
+        where it goes when that is not `m.to`."""
+        node = self.nodes.get(dest or m.to)
+        if node is None:
+            return
         core = node.live_core()
-        if core is None or self.net.blocked(m.frm, m.to):
+        sender = m.frm if peer is None else peer
+        if core is None or self.net.blocked(sender, m.to):
             return
         if node.paused(self.now):
-            self.at(node.paused_until - self.now + self.rng.randrange(5), lambda: self.deliver(m))
+            delay = node.paused_until - self.now + self.rng.randrange(5)
+            self.at(delay, functools.partial(self.deliver, m, peer, forged, dest))
             return
+        view = core.edge_view(m.frm)
+        bad = refusal(m, node.id, sender, view)
+        if bad is not None:
+            self.count(f"refused_{bad[0].value}" if forged else f"refused_honest_{bad[0].value}")
+            self.note(f"refuse {m.type.name} {m.frm}->{m.to} t{m.term}: {bad[1]}")
+            return
+        if forged:
+            if view.is_member:
+                raise InvariantViolation(
+                    inv.EXCEPTION, f"{node.id} stepped a forged {m.type.name} from {m.frm}"
+                )
+            self.count("forged_stepped_while_joining")
         if self.tracing:
             self.note(
                 f"deliver {m.type.name} {m.frm}->{m.to} t{m.term} i{m.index} n{len(m.entries)}"
