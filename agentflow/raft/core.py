@@ -79,10 +79,16 @@ class RaftCore:
         hard_state: HardState | None = None,
         snapshot: Snapshot | None = None,
         entries: Sequence[Entry] = (),
+        catch_up_to: int = 0,
     ) -> None:
         """Start from what storage holds: the latest snapshot, the entries after it
         and the hard state. Membership is the snapshot's; committed conf changes
-        after it take effect again as the host re-applies the committed entries."""
+        after it take effect again as the host re-applies the committed entries.
+
+        `catch_up_to`: the highest index this node once held and knew committed
+        (see `watermark.py`). While its log ends before that, it lost
+        acknowledged entries: it neither votes, pre-votes nor campaigns until a
+        leader has filled its log past that index."""
         hs = hard_state or HardState()
         self.id = node_id
         self.cfg = config
@@ -115,15 +121,25 @@ class RaftCore:
         # Followers not yet told the current commit index (see replication.announce_commit).
         self.unannounced: set[NodeId] = set()
         self.read_states: list[ReadState] = []
+        # (follower, match it had acknowledged, where its log now ends): the host
+        # logs and clears these (see replication._handle_append_resp).
+        self.follower_losses: list[tuple[NodeId, int, int]] = []
         self._prev_hard = hs
         self._prev_soft = SoftState(NONE, Role.FOLLOWER)
         self._ready_outstanding = False
+        self.catch_up_to = catch_up_to if catch_up_to > self.log.last_index() else 0
         self._reset_randomized_timeout()
 
     # -- queries ---------------------------------------------------------------
 
     def is_voter(self, node: NodeId | None = None) -> bool:
         return (node or self.id) in self.conf.voters
+
+    def lost_entries(self) -> bool:
+        """This node's log ends before what it had acknowledged (see `catch_up_to`)."""
+        if self.catch_up_to and self.log.last_index() >= self.catch_up_to:
+            self.catch_up_to = 0
+        return self.catch_up_to > 0
 
     def quorum(self) -> int:
         return len(self.conf.voters) // 2 + 1

@@ -21,6 +21,7 @@ from typing import Protocol
 import structlog
 
 from agentflow.common.failpoints import Failpoints
+from agentflow.raft import watermark
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore
 from agentflow.raft.fsm import StateMachine
@@ -139,6 +140,10 @@ class RaftNode:
         self._failpoints = failpoints if failpoints is not None else Failpoints.from_env()
         # Messages the transport let through but membership refused (see guard.py).
         self.refusals = RefusalLog()
+        self._watermark = 0  # last value written to the watermark file
+        self._watermark_at = -watermark.WRITE_EVERY
+        self._watermark_task: asyncio.Task[None] | None = None
+        self._was_lost = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -148,6 +153,8 @@ class RaftNode:
         if bootstrap and await self.storage.is_empty():
             await self.storage.bootstrap(dict(bootstrap))
         state = await self.storage.load()
+        data_dir = self.storage.data_dir
+        mark = await asyncio.to_thread(watermark.read, data_dir)
         core = RaftCore(
             self.id,
             self.config.raft,
@@ -155,7 +162,19 @@ class RaftNode:
             hard_state=state.hard_state,
             snapshot=state.snapshot,
             entries=state.entries,
+            catch_up_to=mark,
         )
+        self._watermark = mark
+        if core.catch_up_to:
+            log.error(
+                "raft.log_lost",
+                node=self.id,
+                log_ends_at=core.log.last_index(),
+                had_committed_through=mark,
+                action="not voting or campaigning until the leader has replicated "
+                f"entries through {mark} again",
+                watermark_file=str(data_dir / watermark.FILE_NAME),
+            )
         if state.snapshot is not None:
             self.fsm.restore(state.snapshot.data)
             self._snapshot_index = state.snapshot.meta.index
@@ -401,8 +420,45 @@ class RaftNode:
             self._feed(core)
             while core.has_ready():
                 await self._handle_ready(core, core.ready())
+            self._after_turn(core)
             if core.log.applied - self._snapshot_index >= self.config.snapshot_every:
                 await self._take_snapshot(core)
+
+    def _after_turn(self, core: RaftCore) -> None:
+        for peer, match, now_at in core.follower_losses:
+            log.error(
+                "raft.follower_lost_entries",
+                node=self.id,
+                peer=peer,
+                had_acknowledged=match,
+                log_ends_at=now_at,
+                action="replicating the missing entries to it again",
+            )
+        core.follower_losses.clear()
+        lost = core.lost_entries()
+        if self._was_lost and not lost:
+            log.info("raft.log_recovered", node=self.id, last_index=core.log.last_index())
+        self._was_lost = lost
+        # Committed and durable here: never legitimately removed from this log.
+        mark = min(core.log.committed, core.log.unstable_from - 1)
+        now = asyncio.get_running_loop().time()
+        if (
+            mark > self._watermark
+            and now - self._watermark_at >= watermark.WRITE_EVERY
+            and (self._watermark_task is None or self._watermark_task.done())
+        ):
+            self._watermark, self._watermark_at = mark, now
+            # Off the loop: the write fsyncs twice. A failure only leaves it lower.
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(watermark.write, self.storage.data_dir, mark)
+            )
+            task.add_done_callback(self._watermark_written)
+            self._watermark_task = task
+
+    def _watermark_written(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # The file then lags: it only ever weakens the check, never breaks it.
+            log.warning("raft.watermark_write_failed", node=self.id, error=str(task.exception()))
 
     def _feed(self, core: RaftCore) -> None:
         ticks, self._ticks = self._ticks, 0

@@ -195,6 +195,17 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
         hint = m.reject_hint
         if m.log_term > 0:
             hint = core.log.find_conflict_by_term(m.reject_hint, m.log_term)
+        if m.index >= pr.match and m.reject_hint < pr.match:
+            # The follower once acknowledged `match` but now says its log ends (or
+            # stops matching) before it: it lost entries (a damaged disk). A reject
+            # below `match` looks stale to maybe_decr_to, which would leave it
+            # stuck for good; probe it again from where it says it is.
+            core.follower_losses.append((m.frm, pr.match, m.reject_hint))
+            pr.match = min(pr.match, m.reject_hint)
+            pr.become_probe()
+            pr.next = min(pr.next, hint + 1)
+            send_append(core, m.frm)
+            return
         if pr.maybe_decr_to(m.index, hint):
             if pr.state is ProgressState.REPLICATE:
                 pr.become_probe()

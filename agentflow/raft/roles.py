@@ -14,7 +14,8 @@ def tick_election(core: RaftCore) -> None:
     core.election_elapsed += 1
     if core.is_voter() and core.election_elapsed >= core.randomized_timeout:
         core.election_elapsed = 0
-        core.campaign(pre_vote=core.cfg.pre_vote)
+        if not core.lost_entries():
+            core.campaign(pre_vote=core.cfg.pre_vote)
 
 
 def handle_vote_request(core: RaftCore, m: Message) -> None:
@@ -28,7 +29,9 @@ def handle_vote_request(core: RaftCore, m: Message) -> None:
         or (core.vote == NONE and core.lead == NONE)
         or (pre and m.term > core.term)
     )
-    if can_vote and core.log.is_up_to_date(m.index, m.log_term):
+    # A node that lost acknowledged entries may think a candidate missing them is
+    # up to date: it must not vote until it has them again.
+    if can_vote and core.log.is_up_to_date(m.index, m.log_term) and not core.lost_entries():
         # The reply carries the request's term so the candidate counts it.
         core.send(Message(resp_type, m.frm, core.id, term=m.term))
         if not pre:
