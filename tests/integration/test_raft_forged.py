@@ -88,6 +88,9 @@ async def test_forged_messages_leave_the_cluster_leading_and_committing(tmp_path
             st = await client.status(cluster.address(node))
             assert st.term == before.term, f"{node} moved to term {st.term}"
             assert await client.get(cluster.address(node), "b19") == b"y"
+        logs = "".join((tmp_path / f"{n}.log").read_text(errors="replace") for n in cluster.ids)
+        for reason in ("out_of_range", "sender_mismatch", "non_member"):
+            assert f'"reason": "{reason}"' in logs, f"no refusal logged as {reason}"
         cluster.stop_all()
         cluster.start_all()
         await cluster.leader(client, timeout=20.0)

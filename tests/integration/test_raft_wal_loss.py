@@ -5,6 +5,8 @@ leader (the leader must not take its rejections for stale ones)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,10 @@ async def test_follower_with_truncated_wal_says_so_and_catches_up(tmp_path: Path
         await asyncio.sleep(1.5)  # the watermark is written at most once a second
         had = (await client.status(cluster.address(follower))).applied_index
         cluster.kill(follower)
-        wal = tmp_path / follower / "raft.db-wal"
-        size = wal.stat().st_size
-        with wal.open("r+b") as f:
-            f.truncate(size // 2)
+        left = _cut_wal(tmp_path / follower, tmp_path / "probe")
+        assert left < had, (
+            f"cutting the WAL lost nothing ({left} >= {had}): the test proves nothing"
+        )
         for i in range(50):
             await client.put(f"after{i}", b"x")
         target = (await client.status(cluster.address(leader))).commit_index
@@ -61,3 +63,34 @@ async def test_follower_with_truncated_wal_says_so_and_catches_up(tmp_path: Path
     finally:
         await client.close()
         cluster.stop_all()
+
+
+def _cut_wal(data_dir: Path, scratch: Path) -> int:
+    """Cut the WAL in half, or (when the frames written since the last checkpoint
+    all sit in its first half) to a quarter, an eighth, ... down to its header:
+    the first cut that loses entries, as found on a copy. Returns the last index
+    SQLite then recovers."""
+    wal = data_dir / "raft.db-wal"
+    size = wal.stat().st_size
+    cut = size // 2
+    while True:
+        last = _last_index_after_cut(data_dir, scratch, cut)
+        if cut <= 32 or last < _last_index_after_cut(data_dir, scratch, size):
+            break
+        cut = max(32, cut // 2)
+    with wal.open("r+b") as f:
+        f.truncate(cut)
+    return last
+
+
+def _last_index_after_cut(data_dir: Path, scratch: Path, cut: int) -> int:
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    shutil.copy(data_dir / "raft.db", scratch / "raft.db")
+    with (data_dir / "raft.db-wal").open("rb") as src:
+        (scratch / "raft.db-wal").write_bytes(src.read(cut))
+    db = sqlite3.connect(scratch / "raft.db")
+    try:
+        return int(db.execute("SELECT max(idx) FROM entries").fetchone()[0])
+    finally:
+        db.close()
