@@ -172,7 +172,9 @@ class RaftNode:
                 log_ends_at=core.log.last_index(),
                 had_committed_through=mark,
                 action="not voting or campaigning until the leader has replicated "
-                f"entries through {mark} again",
+                f"entries through {mark} again; if no leader can be elected because a "
+                "majority lost entries, delete the watermark file on the nodes to let "
+                "them vote (what they lost is then lost for good)",
                 watermark_file=str(data_dir / watermark.FILE_NAME),
             )
         if state.snapshot is not None:

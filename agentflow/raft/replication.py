@@ -195,11 +195,13 @@ def _handle_append_resp(core: RaftCore, m: Message, pr: Progress) -> None:
         hint = m.reject_hint
         if m.log_term > 0:
             hint = core.log.find_conflict_by_term(m.reject_hint, m.log_term)
-        if m.index >= pr.match and m.reject_hint < pr.match:
-            # The follower once acknowledged `match` but now says its log ends (or
-            # stops matching) before it: it lost entries (a damaged disk). A reject
-            # below `match` looks stale to maybe_decr_to, which would leave it
-            # stuck for good; probe it again from where it says it is.
+        if pr.state is ProgressState.PROBE and m.index == pr.next - 1 and m.reject_hint < pr.match:
+            # The follower once acknowledged `match`, yet answers the probe at it
+            # by saying its log ends (or stops matching) before it: it lost
+            # entries (a damaged disk). maybe_decr_to never probes below `match`,
+            # which would leave it stuck for good; probe it from where it says it
+            # is. (Only an answer to the current probe counts: a duplicate of an
+            # old rejection would otherwise look the same.)
             core.follower_losses.append((m.frm, pr.match, m.reject_hint))
             pr.match = min(pr.match, m.reject_hint)
             pr.become_probe()

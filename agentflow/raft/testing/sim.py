@@ -297,6 +297,11 @@ class Simulator:
             return self.crash(node, "after send")
         self.apply(node, core, rd)
         core.advance(rd)
+        if core.follower_losses:
+            # Simulated disks lose nothing durable: these are stale rejections,
+            # which the leader answers with a needless (harmless) probe.
+            self.count("follower_losses_reported", len(core.follower_losses))
+            core.follower_losses.clear()
         if core.log.pending_snapshot is None and core.conf != node.conf:
             raise InvariantViolation(
                 inv.MEMBERSHIP,
