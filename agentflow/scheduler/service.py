@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 import structlog
 
 from agentflow._proto import state_pb2
+from agentflow.scheduler.lanes import (
+    could_ever_fit,
+    group_and_shape,
+    groups_with_room,
+    shape_requirements,
+)
 from agentflow.scheduler.liveness import overdue, silent_workers
 from agentflow.scheduler.placement import Placement, TaskRequirements, WorkerView, place
 from agentflow.scheduler.proposer import Proposer
-from agentflow.scheduler.ready_queue import Priority, ReadyQueue
+from agentflow.scheduler.ready_queue import LaneKey, Priority, ReadyQueue
 from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
-from agentflow.scheduler.views import requirements, spec_requirements, take, worker_views
+from agentflow.scheduler.views import spec_requirements, take, worker_views
 from agentflow.state import ChangeSet, SchedulerState
 
 log = structlog.get_logger(__name__)
@@ -66,7 +72,6 @@ def _priority(value: int) -> Priority:
 class SchedulerConfig:
     aging_seconds: float | None = 30.0  # one priority level gained per this wait
     dispatch_batch: int = 1024  # assignments per AssignTasks command
-    max_scan: int = 1024  # queued tasks examined per round when few fit
     prefetch: float = 3.0  # assignments held beyond a worker's concurrency, as a share
     # ... and more when its tasks are short: enough to keep it busy this long, up to
     # prefetch_max, so that a commit round trip between a result and the next
@@ -86,7 +91,7 @@ class SchedulerConfig:
         for name in ("prefetch", "prefetch_window", "prefetch_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("dispatch_batch", "max_scan", "retention_keep"):
+        for name in ("dispatch_batch", "retention_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in (
@@ -138,6 +143,7 @@ class Scheduler:
         self._reserved: dict[int, list[_Hold]] = {}
         self._tokens = itertools.count(1)
         self._changed: set[str] = set()
+        self._workers_changed = False
         self._live: dict[str, _Live] = {}
         self._heard: dict[str, float] = {}  # worker -> last time this leader heard it
         self._term_started = 0.0
@@ -145,6 +151,7 @@ class Scheduler:
         self._started = asyncio.Event()
         self.dispatched = 0
         self.rounds = 0
+        self.place_attempts = 0  # placements tried by dispatch rounds: their cost
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -192,9 +199,14 @@ class Scheduler:
             self._changed.update(change.tasks)
             self._wake.set()
         if change.workers:
+            self._workers_changed = True
             self._wake.set()
 
     def _absorb(self) -> None:
+        if self._workers_changed:
+            # A lane parked as fitting no worker may fit the workers as they are now.
+            self._workers_changed = False
+            self.queue.unpark_all()
         changed, self._changed = self._changed, set()
         for task_id in sorted(changed):
             if task_id in self._in_flight:
@@ -244,7 +256,8 @@ class Scheduler:
 
     def _enqueue(self, task: state_pb2.Task, at_ms: int | None = None) -> None:
         when = task.ready_ms if at_ms is None else at_ms
-        self.queue.push(task.id, _priority(task.priority), when / 1000)
+        group, shape = group_and_shape(task.spec)
+        self.queue.push(task.id, _priority(task.priority), when / 1000, group, shape)
 
     def _release_due_retries(self, now_ms: int) -> float | None:
         """Queue retries whose time has come; seconds until the next one, if any."""
@@ -338,13 +351,22 @@ class Scheduler:
             return [], []
         chosen: list[state_pb2.Assignment] = []
         held: list[_Hold] = []
+        hopeless: list[LaneKey] = []
+        reqs: dict[LaneKey, TaskRequirements] = {}
 
-        def fits(task_id: str) -> bool:
+        def fits(lane: LaneKey, task_id: str) -> bool:
             task = self.state.task(task_id)
             if task is None:
                 return False
-            spot = _claim(requirements(task), usable, held)
+            req = reqs.get(lane)
+            if req is None:
+                group, shape = lane
+                req = reqs[lane] = shape_requirements(group, shape)  # type: ignore[arg-type]
+            self.place_attempts += 1
+            spot = _claim(req, usable, held)
             if spot is None:
+                if not could_ever_fit(req, usable.values()):
+                    hopeless.append(lane)
                 return False
             chosen.append(
                 state_pb2.Assignment(
@@ -356,9 +378,13 @@ class Scheduler:
             )
             return True
 
-        self.queue.pop_matching(
-            now_ms / 1000, fits, min(free, self.config.dispatch_batch), self.config.max_scan
-        )
+        # Lanes of groups where no worker has a free slot are not even looked at, and
+        # a lane no worker could ever fit is parked until the workers change: a round
+        # costs what it places plus one look per lane that might place something.
+        limit = min(free, self.config.dispatch_batch)
+        self.queue.pop_placeable(now_ms / 1000, groups_with_room(usable.values()), fits, limit)
+        for lane in hopeless:
+            self.queue.park(lane)
         return chosen, held
 
     async def _commit(self, batch: list[state_pb2.Assignment], held: list[_Hold]) -> None:
@@ -505,6 +531,7 @@ class Scheduler:
             raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
         self._live[info.id] = _Live(session, last_heartbeat=self._clock())
         self._heard[info.id] = self._clock()
+        self._workers_changed = True  # connected without a commit: views changed too
         self._wake.set()
 
     def disconnect(self, session: WorkerSession) -> None:
