@@ -29,7 +29,7 @@ from agentflow.scheduler.lanes import (
     groups_with_room,
     shape_requirements,
 )
-from agentflow.scheduler.liveness import overdue, silent_workers
+from agentflow.scheduler.liveness import Stalls, overdue, silent_workers, stall_tolerance
 from agentflow.scheduler.placement import Placement, TaskRequirements, WorkerView, place
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.ready_queue import LaneKey, Priority, ReadyQueue
@@ -128,11 +128,15 @@ class Scheduler:
         config: SchedulerConfig | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` is wall time (shown to users, prefetch pacing); liveness measures
+        silence on `monotonic`, which no clock step moves."""
         self.state = state
         self.proposer = proposer
         self.config = config or SchedulerConfig()
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         self.queue = ReadyQueue(self.config.aging_seconds)
         self._retry_heap: list[tuple[int, str]] = []  # (not_before_ms, task id)
@@ -146,7 +150,14 @@ class Scheduler:
         self._workers_changed = False
         self._live: dict[str, _Live] = {}
         self._heard: dict[str, float] = {}  # worker -> last time this leader heard it
-        self._term_started = 0.0
+        self._term_started = 0.0  # (monotonic) silence is counted from here at most
+        self._stalls = Stalls(
+            self.config.liveness_interval, stall_tolerance(self.config.worker_timeout)
+        )
+        self._backstop_from = 0.0  # (monotonic) no timeout backstop before this
+        # Workers whose LOST is being committed: a reconnect waits for it (see connect).
+        self._losing: dict[str, asyncio.Future[None]] = {}
+        self._touched_workers: set[str] = set()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self.dispatched = 0
@@ -161,7 +172,7 @@ class Scheduler:
         unsubscribe = self.state.add_listener(self._on_change)
         try:
             self._rebuild()
-            self._term_started = self._clock()
+            self._term_started = self._monotonic()
             self._started.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._dispatch_loop())
@@ -200,6 +211,7 @@ class Scheduler:
             self._wake.set()
         if change.workers:
             self._workers_changed = True
+            self._touched_workers.update(change.workers)
             self._wake.set()
 
     def _absorb(self) -> None:
@@ -207,6 +219,9 @@ class Scheduler:
             # A lane parked as fitting no worker may fit the workers as they are now.
             self._workers_changed = False
             self.queue.unpark_all()
+        touched, self._touched_workers = self._touched_workers, set()
+        for wid in sorted(touched):
+            self._end_lost_session(wid)
         changed, self._changed = self._changed, set()
         for task_id in sorted(changed):
             if task_id in self._in_flight:
@@ -236,6 +251,19 @@ class Scheduler:
                 self.queue.reprioritize(task_id, _priority(task.priority))
         else:
             self._enqueue(task)
+
+    def _end_lost_session(self, worker_id: str) -> None:
+        """A worker connected here but LOST in the state (a LOST committed after it
+        connected: an older leader's, or one racing its reconnect) would stay
+        connected and never get work. End the session: the worker connects again,
+        registers, and reconciles what it runs."""
+        live = self._live.get(worker_id)
+        worker = self.state.workers.get(worker_id)
+        if live is None or worker is None or worker.state != state_pb2.WORKER_STATE_LOST:
+            return
+        del self._live[worker_id]
+        live.session.close("this worker was declared lost; connect again to register")
+        log.warning("scheduler.lost_worker_session_ended", worker=worker_id)
 
     def _tell_placed(self, task: state_pb2.Task) -> None:
         """A task assigned in its own SubmitTasks entry (place_new): push it now that
@@ -443,32 +471,66 @@ class Scheduler:
             await self.check_liveness()
 
     async def check_liveness(self) -> None:
-        """Declare silent workers lost and take back tasks past their timeout."""
-        now = self._clock()
+        """Declare silent workers lost and take back tasks past their timeout. After a
+        stall (this leader did not run for a while), every worker first gets a full
+        timeout again: what it sent meanwhile is still unread."""
+        now = self._monotonic()
+        stalled = self._stalls.tick(now)
+        if stalled:
+            self._forgive(now, stalled)
+        timeout = self.config.worker_timeout
         for wid in silent_workers(
-            self.state.workers, self._heard, self._term_started, now, self.config.worker_timeout
+            self.state.workers, self._heard, self._term_started, now, timeout
         ):
+            # Judged again right before proposing: a message may have come in while
+            # an earlier worker's LOST was being committed.
+            if not silent_workers(
+                {wid: self.state.workers[wid]}, self._heard, self._term_started,
+                self._monotonic(), timeout,
+            ):  # fmt: skip
+                continue
             live = self._live.pop(wid, None)
             if live is not None:
-                live.session.close(f"no heartbeat for {self.config.worker_timeout:g} s")
-            delay = 1000  # retries of a lost worker's tasks: soon, elsewhere
-            await self.proposer.propose(
-                state_pb2.Command(
-                    set_worker_state=state_pb2.SetWorkerState(
-                        worker_id=wid,
-                        state=state_pb2.WORKER_STATE_LOST,
-                        retry_delay_ms=delay,
-                        reason=f"no heartbeat for {self.config.worker_timeout:g} s",
+                live.session.close(f"no heartbeat for {timeout:g} s")
+            landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._losing[wid] = landed
+            try:
+                await self.proposer.propose(
+                    state_pb2.Command(
+                        set_worker_state=state_pb2.SetWorkerState(
+                            worker_id=wid,
+                            state=state_pb2.WORKER_STATE_LOST,
+                            retry_delay_ms=1000,  # its tasks: soon, elsewhere
+                            reason=f"no heartbeat for {timeout:g} s",
+                        )
                     )
                 )
-            )
+            finally:
+                del self._losing[wid]
+                landed.set_result(None)
             log.warning("scheduler.worker_lost", worker=wid)
+        if self._monotonic() < self._backstop_from:
+            return
         on_workers = [t for wid in self.state.workers for t in self.state.tasks_of_worker(wid)]
         late = overdue(on_workers, self.proposer.now_ms(), int(self.config.timeout_grace * 1000))
         if late:
             for task in late:
                 self._send_cancel(task.worker_id, task.id, task.attempt, "timed out")
             await self.requeue(late, "timed out (leader backstop)")
+
+    def _forgive(self, now: float, stalled: float) -> None:
+        """Silence measured across a stall is this leader's, not the workers': count
+        every worker's silence from now, as a new leader does. The timeout backstop
+        waits as long, so results that finished during the stall arrive first."""
+        self._term_started = now
+        self._heard.clear()
+        self._backstop_from = now + self.config.worker_timeout
+        log.warning(
+            "scheduler.stalled",
+            seconds=round(stalled + self.config.liveness_interval, 1),
+            workers=len(self.state.workers),
+            note="every worker gets a full timeout again",
+        )
 
     async def requeue(self, tasks: Collection[state_pb2.Task], reason: str) -> None:
         """Give these attempts back to the queue as failed attempts (fenced by attempt)."""
@@ -514,12 +576,19 @@ class Scheduler:
 
         Raises WorkerConflictError if another live session holds the same id, and
         ValueError (naming the field) if the registration is refused."""
+        losing = self._losing.get(info.id)
+        if losing is not None:
+            # Its LOST is being committed: let it land, then register again below.
+            # Registering first would leave it connected, LOST in the state, and idle.
+            await asyncio.shield(losing)
         current = self._live.get(info.id)
         if current is not None and current.session is not session:
             raise WorkerConflictError(
                 f"worker id {info.id!r} is already connected; "
                 "stop the other worker or start this one with a different --worker-id"
             )
+        # Heard now: silence must not be judged while its registration commits.
+        self._heard[info.id] = self._monotonic()
         known = self.state.workers.get(info.id)
         if known is None or known.state != state_pb2.WORKER_STATE_ONLINE or known.info != info:
             result = await self.proposer.propose(
@@ -530,7 +599,7 @@ class Scheduler:
         if info.id in self._live and self._live[info.id].session is not session:
             raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
         self._live[info.id] = _Live(session, last_heartbeat=self._clock())
-        self._heard[info.id] = self._clock()
+        self._heard[info.id] = self._monotonic()
         self._workers_changed = True  # connected without a commit: views changed too
         self._wake.set()
 
@@ -547,7 +616,7 @@ class Scheduler:
             if usage is not None:
                 live.usage = usage
             live.last_heartbeat = now
-            self._heard[worker_id] = now
+            self._heard[worker_id] = self._monotonic()
 
     def connected(self) -> list[str]:
         return sorted(self._live)

@@ -102,7 +102,12 @@ class Rig:
 
     def new_scheduler(self) -> Scheduler:
         return Scheduler(
-            self.state, self.proposer, self.config, clock=self.clock, rng=random.Random(7)
+            self.state,
+            self.proposer,
+            self.config,
+            clock=self.clock,
+            rng=random.Random(7),
+            monotonic=self.clock,
         )
 
     async def submit(self, *specs: state_pb2.TaskSpec) -> list[str]:
