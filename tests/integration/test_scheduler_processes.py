@@ -75,7 +75,9 @@ async def test_all_masters_paused_past_the_worker_timeout_lose_no_worker_and_no_
             ids = await client.submit_many(
                 [TaskSpec(JOURNAL, name=f"t{i}", args=args) for i in range(40)]
             )
-            while not journal.exists():  # tasks are running
+            deadline = time.monotonic() + 30
+            while not journal.exists():  # a task ran to its end: the others are running
+                assert time.monotonic() < deadline, "no task finished"
                 await asyncio.sleep(0.05)
             paused_at = time.time()
             for node in cluster.ids:
