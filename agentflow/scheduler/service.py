@@ -82,6 +82,7 @@ class SchedulerConfig:
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
     retention_keep: int = 100_000  # and at most this many
     request_id_seconds: float = 24 * 3600  # a client may retry a request this long
+    worker_retention_seconds: float = 24 * 3600  # LOST/OFFLINE workers listed this long
     prune_interval: float = 60.0
     worker_timeout: float = 15.0  # silent this long (heartbeats, reports) = lost
     liveness_interval: float = 1.0
@@ -97,6 +98,7 @@ class SchedulerConfig:
         for name in (
             "retention_seconds",
             "request_id_seconds",
+            "worker_retention_seconds",
             "prune_interval",
             "worker_timeout",
             "liveness_interval",
@@ -483,11 +485,11 @@ class Scheduler:
             self.state.workers, self._heard, self._term_started, now, timeout
         ):
             # Judged again right before proposing: a message may have come in while
-            # an earlier worker's LOST was being committed.
-            if not silent_workers(
-                {wid: self.state.workers[wid]}, self._heard, self._term_started,
-                self._monotonic(), timeout,
-            ):  # fmt: skip
+            # an earlier worker's LOST was being committed (or it was pruned).
+            worker = self.state.workers.get(wid)
+            if worker is None or not silent_workers(
+                {wid: worker}, self._heard, self._term_started, self._monotonic(), timeout
+            ):
                 continue
             live = self._live.pop(wid, None)
             if live is not None:
@@ -561,9 +563,13 @@ class Scheduler:
                 finished_before_ms=now_ms - int(self.config.retention_seconds * 1000),
                 keep_finished=self.config.retention_keep,
                 requests_before_ms=now_ms - int(self.config.request_id_seconds * 1000),
+                workers_gone_before_ms=now_ms - int(self.config.worker_retention_seconds * 1000),
             )
         )
+        workers = len(self.state.workers)
         result = await self.proposer.propose(cmd)
+        if len(self.state.workers) < workers:
+            log.info("scheduler.pruned_workers", workers=workers - len(self.state.workers))
         if result.task_ids:
             log.info("scheduler.pruned", tasks=len(result.task_ids))
         return result

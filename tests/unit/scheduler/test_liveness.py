@@ -8,6 +8,7 @@ import asyncio
 from agentflow._proto import state_pb2
 from agentflow.scheduler.liveness import Stalls
 from agentflow.scheduler.testing import RecordingSession, Rig, running, shell
+from agentflow.state import SchedulerState, encode
 
 TS = state_pb2.TaskState
 WS = state_pb2.WorkerState
@@ -115,3 +116,35 @@ async def test_a_session_of_a_worker_lost_by_a_commit_from_elsewhere_is_ended() 
         again = RecordingSession("w1", rig.state)
         await scheduler.connect(rig.state.workers["w1"].info, again)
         assert rig.state.workers["w1"].state == WS.WORKER_STATE_ONLINE
+
+
+async def test_long_lost_workers_are_pruned_by_a_committed_command() -> None:
+    rig = Rig(worker_retention_seconds=600.0, worker_timeout=5.0, liveness_interval=3600.0)
+    async with running(rig) as scheduler:
+        await rig.worker("gone")
+        await rig.worker("fresh")
+        rig.clock.now += 6.0
+        scheduler.heartbeat("fresh")
+        await scheduler.check_liveness()  # "gone" is LOST now
+        assert rig.state.workers["gone"].state == WS.WORKER_STATE_LOST
+        rig.clock.now += 599.0
+        await scheduler.prune()
+        assert "gone" in rig.state.workers  # not yet past the retention
+        rig.clock.now += 2.0
+        scheduler.heartbeat("fresh")
+        await scheduler.prune()
+        assert sorted(rig.state.workers) == ["fresh"]  # ONLINE ones always stay
+        # The cut-off travels in the command: replaying the log gives the same state,
+        # and a snapshot carries it.
+        replayed = SchedulerState()
+        for i, command in enumerate(rig.replicator.commands, 1):
+            replayed.apply(i, encode(command))
+        assert sorted(replayed.workers) == ["fresh"]
+        restored = SchedulerState()
+        restored.restore(rig.state.snapshot())
+        assert sorted(restored.workers) == ["fresh"]
+        # A pruned worker that comes back registers as a new one.
+        again = RecordingSession("gone", rig.state)
+        info = state_pb2.WorkerInfo(id="gone", groups=["default"], capacity=1)
+        await scheduler.connect(info, again)
+        assert rig.state.workers["gone"].state == WS.WORKER_STATE_ONLINE
