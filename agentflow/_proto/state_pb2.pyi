@@ -1071,22 +1071,28 @@ class Prune(_message.Message):
     FINISHED_BEFORE_MS_FIELD_NUMBER: _builtins.int
     KEEP_FINISHED_FIELD_NUMBER: _builtins.int
     REQUESTS_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    WORKERS_GONE_BEFORE_MS_FIELD_NUMBER: _builtins.int
     finished_before_ms: _builtins.int
     """drop finished tasks/workflows older than this"""
     keep_finished: _builtins.int
     """and beyond this many finished tasks, oldest first"""
     requests_before_ms: _builtins.int
     """forget request ids recorded before this"""
+    workers_gone_before_ms: _builtins.int
+    """Forget LOST and OFFLINE workers that went so before this and hold no task
+    (0 = keep them all).
+    """
     def __init__(
         self,
         *,
         finished_before_ms: _builtins.int = ...,
         keep_finished: _builtins.int = ...,
         requests_before_ms: _builtins.int = ...,
+        workers_gone_before_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished_before_ms", b"finished_before_ms", "keep_finished", b"keep_finished", "requests_before_ms", b"requests_before_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished_before_ms", b"finished_before_ms", "keep_finished", b"keep_finished", "requests_before_ms", b"requests_before_ms", "workers_gone_before_ms", b"workers_gone_before_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

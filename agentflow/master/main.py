@@ -68,6 +68,13 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
     show_default=True,
     help="Cap on the adaptive prefetch, per worker.",
 )
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds a worker may be silent before the leader declares it lost.",
+)
 @click.option("--snapshot-every", type=int, default=10_000, show_default=True)
 @click.option("--tick-ms", type=float, default=50.0, show_default=True)
 def main(
@@ -87,6 +94,7 @@ def main(
     prefetch: float,
     prefetch_window_ms: float,
     prefetch_max: int,
+    worker_timeout: float,
     snapshot_every: int,
     tick_ms: float,
 ) -> None:
@@ -112,6 +120,7 @@ def main(
                 prefetch=prefetch,
                 prefetch_window=prefetch_window_ms / 1000,
                 prefetch_max=prefetch_max,
+                worker_timeout=worker_timeout,
             ),
         )
     except ValueError as exc:

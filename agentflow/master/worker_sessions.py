@@ -30,6 +30,7 @@ from agentflow.master.reconcile import reconcile
 from agentflow.master.runtime import Runtime
 from agentflow.master.task_logs import TaskLogs
 from agentflow.raft.types import RaftError
+from agentflow.scheduler.liveness import Stalls, stall_tolerance
 from agentflow.scheduler.service import Scheduler
 from agentflow.scheduler.sessions import Usage, WorkerConflictError
 from agentflow.state import ChangeSet
@@ -363,12 +364,22 @@ class Sessions:
         """Tell connected workers when the state marks them draining (an operator's
         drain), and end sessions that went silent. Runs for the master's lifetime."""
         unsubscribe = self.rt.state.add_listener(self._on_change)
+        stalls = Stalls(sweep_every, stall_tolerance(self.config.silence_timeout))
         try:
             while True:
                 await asyncio.sleep(sweep_every)
+                if stalls.tick(time.monotonic()):
+                    self.forgive()
                 self.sweep()
         finally:
             unsubscribe()
+
+    def forgive(self) -> None:
+        """This master did not run for a while (SIGSTOP, VM pause): what workers sent
+        meanwhile is still unread, so their silence is not theirs. Count it from now."""
+        now = time.monotonic()
+        for session in self._by_id.values():
+            session.last_seen = max(session.last_seen, now)
 
     def sweep(self) -> None:
         limit = self.config.silence_timeout

@@ -6,13 +6,15 @@ A history is what independent observers saw during a run (TESTING.md, layer 5):
 - commits: every committed report and assignment, with whether the state machine
   accepted it, recovered afterwards by replaying a master's Raft log into a fresh
   state machine (`commits_from_log`);
-- final: each task as the cluster reports it at the end.
+- final: each task as the cluster reports it at the end;
+- pauses: wall-clock windows in which every master was stopped (SIGSTOP).
 
 `check` returns every broken promise in words; an empty list means the run kept them:
 nothing acknowledged is lost, each (task, attempt) result is committed at most once
 and never after the task's final result, no stale attempt's report is accepted, the
-final result comes from an attempt that really ran, and no child starts before its
-parents have succeeded.
+final result comes from an attempt that really ran, no child starts before its
+parents have succeeded, and a result that finished while every master was paused is
+committed (the pause is the masters', not the workers').
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class History:
     executions: list[Execution] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
     final: dict[str, Final] = field(default_factory=dict)
+    pauses: list[tuple[float, float]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -82,6 +85,7 @@ class History:
             executions=[Execution(**e) for e in raw.get("executions", [])],
             commits=[Commit(**c) for c in raw.get("commits", [])],
             final={k: Final(**v) for k, v in raw.get("final", {}).items()},
+            pauses=[(a, b) for a, b in raw.get("pauses", [])],
         )
 
     def save(self, path: Path) -> None:
@@ -142,7 +146,22 @@ def check(history: History) -> list[str]:
     problems += _reports_fenced(history)
     problems += _results_really_ran(history)
     problems += _dag_order(history)
+    problems += _results_kept_through_pauses(history)
     return problems
+
+
+def _results_kept_through_pauses(h: History) -> list[str]:
+    out = []
+    committed = {(c.task_id, c.attempt) for c in h.commits if c.kind == "finished" and c.accepted}
+    for start, stop in h.pauses:
+        for e in h.executions:
+            ended = e.ok and e.end is not None and start <= e.end <= stop
+            if ended and (e.task_id, e.attempt) not in committed:
+                out.append(
+                    f"task {e.task_id}: attempt {e.attempt} finished on {e.worker} while "
+                    "every master was paused, but its result was never committed"
+                )
+    return out
 
 
 def _nothing_lost(h: History) -> list[str]:

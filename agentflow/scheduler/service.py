@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 import structlog
 
 from agentflow._proto import state_pb2
-from agentflow.scheduler.liveness import overdue, silent_workers
+from agentflow.scheduler.lanes import (
+    could_ever_fit,
+    group_and_shape,
+    groups_with_room,
+    shape_requirements,
+)
+from agentflow.scheduler.liveness import Stalls, overdue, silent_workers, stall_tolerance
 from agentflow.scheduler.placement import Placement, TaskRequirements, WorkerView, place
 from agentflow.scheduler.proposer import Proposer
-from agentflow.scheduler.ready_queue import Priority, ReadyQueue
+from agentflow.scheduler.ready_queue import LaneKey, Priority, ReadyQueue
 from agentflow.scheduler.sessions import Usage, WorkerConflictError, WorkerSession
-from agentflow.scheduler.views import requirements, spec_requirements, take, worker_views
+from agentflow.scheduler.views import spec_requirements, take, worker_views
 from agentflow.state import ChangeSet, SchedulerState
 
 log = structlog.get_logger(__name__)
@@ -66,7 +72,6 @@ def _priority(value: int) -> Priority:
 class SchedulerConfig:
     aging_seconds: float | None = 30.0  # one priority level gained per this wait
     dispatch_batch: int = 1024  # assignments per AssignTasks command
-    max_scan: int = 1024  # queued tasks examined per round when few fit
     prefetch: float = 3.0  # assignments held beyond a worker's concurrency, as a share
     # ... and more when its tasks are short: enough to keep it busy this long, up to
     # prefetch_max, so that a commit round trip between a result and the next
@@ -77,6 +82,7 @@ class SchedulerConfig:
     retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
     retention_keep: int = 100_000  # and at most this many
     request_id_seconds: float = 24 * 3600  # a client may retry a request this long
+    worker_retention_seconds: float = 24 * 3600  # LOST/OFFLINE workers listed this long
     prune_interval: float = 60.0
     worker_timeout: float = 15.0  # silent this long (heartbeats, reports) = lost
     liveness_interval: float = 1.0
@@ -86,12 +92,13 @@ class SchedulerConfig:
         for name in ("prefetch", "prefetch_window", "prefetch_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("dispatch_batch", "max_scan", "retention_keep"):
+        for name in ("dispatch_batch", "retention_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in (
             "retention_seconds",
             "request_id_seconds",
+            "worker_retention_seconds",
             "prune_interval",
             "worker_timeout",
             "liveness_interval",
@@ -123,11 +130,15 @@ class Scheduler:
         config: SchedulerConfig | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` is wall time (shown to users, prefetch pacing); liveness measures
+        silence on `monotonic`, which no clock step moves."""
         self.state = state
         self.proposer = proposer
         self.config = config or SchedulerConfig()
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         self.queue = ReadyQueue(self.config.aging_seconds)
         self._retry_heap: list[tuple[int, str]] = []  # (not_before_ms, task id)
@@ -138,13 +149,22 @@ class Scheduler:
         self._reserved: dict[int, list[_Hold]] = {}
         self._tokens = itertools.count(1)
         self._changed: set[str] = set()
+        self._workers_changed = False
         self._live: dict[str, _Live] = {}
         self._heard: dict[str, float] = {}  # worker -> last time this leader heard it
-        self._term_started = 0.0
+        self._term_started = 0.0  # (monotonic) silence is counted from here at most
+        self._stalls = Stalls(
+            self.config.liveness_interval, stall_tolerance(self.config.worker_timeout)
+        )
+        self._backstop_from = 0.0  # (monotonic) no timeout backstop before this
+        # Workers whose LOST is being committed: a reconnect waits for it (see connect).
+        self._losing: dict[str, asyncio.Future[None]] = {}
+        self._touched_workers: set[str] = set()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self.dispatched = 0
         self.rounds = 0
+        self.place_attempts = 0  # placements tried by dispatch rounds: their cost
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -154,7 +174,7 @@ class Scheduler:
         unsubscribe = self.state.add_listener(self._on_change)
         try:
             self._rebuild()
-            self._term_started = self._clock()
+            self._term_started = self._monotonic()
             self._started.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._dispatch_loop())
@@ -192,9 +212,18 @@ class Scheduler:
             self._changed.update(change.tasks)
             self._wake.set()
         if change.workers:
+            self._workers_changed = True
+            self._touched_workers.update(change.workers)
             self._wake.set()
 
     def _absorb(self) -> None:
+        if self._workers_changed:
+            # A lane parked as fitting no worker may fit the workers as they are now.
+            self._workers_changed = False
+            self.queue.unpark_all()
+        touched, self._touched_workers = self._touched_workers, set()
+        for wid in sorted(touched):
+            self._end_lost_session(wid)
         changed, self._changed = self._changed, set()
         for task_id in sorted(changed):
             if task_id in self._in_flight:
@@ -225,6 +254,19 @@ class Scheduler:
         else:
             self._enqueue(task)
 
+    def _end_lost_session(self, worker_id: str) -> None:
+        """A worker connected here but LOST in the state (a LOST committed after it
+        connected: an older leader's, or one racing its reconnect) would stay
+        connected and never get work. End the session: the worker connects again,
+        registers, and reconciles what it runs."""
+        live = self._live.get(worker_id)
+        worker = self.state.workers.get(worker_id)
+        if live is None or worker is None or worker.state != state_pb2.WORKER_STATE_LOST:
+            return
+        del self._live[worker_id]
+        live.session.close("this worker was declared lost; connect again to register")
+        log.warning("scheduler.lost_worker_session_ended", worker=worker_id)
+
     def _tell_placed(self, task: state_pb2.Task) -> None:
         """A task assigned in its own SubmitTasks entry (place_new): push it now that
         it is committed. (A worker not connected gets it when it reconnects: the
@@ -244,7 +286,8 @@ class Scheduler:
 
     def _enqueue(self, task: state_pb2.Task, at_ms: int | None = None) -> None:
         when = task.ready_ms if at_ms is None else at_ms
-        self.queue.push(task.id, _priority(task.priority), when / 1000)
+        group, shape = group_and_shape(task.spec)
+        self.queue.push(task.id, _priority(task.priority), when / 1000, group, shape)
 
     def _release_due_retries(self, now_ms: int) -> float | None:
         """Queue retries whose time has come; seconds until the next one, if any."""
@@ -338,13 +381,22 @@ class Scheduler:
             return [], []
         chosen: list[state_pb2.Assignment] = []
         held: list[_Hold] = []
+        hopeless: list[LaneKey] = []
+        reqs: dict[LaneKey, TaskRequirements] = {}
 
-        def fits(task_id: str) -> bool:
+        def fits(lane: LaneKey, task_id: str) -> bool:
             task = self.state.task(task_id)
             if task is None:
                 return False
-            spot = _claim(requirements(task), usable, held)
+            req = reqs.get(lane)
+            if req is None:
+                group, shape = lane
+                req = reqs[lane] = shape_requirements(group, shape)  # type: ignore[arg-type]
+            self.place_attempts += 1
+            spot = _claim(req, usable, held)
             if spot is None:
+                if not could_ever_fit(req, usable.values()):
+                    hopeless.append(lane)
                 return False
             chosen.append(
                 state_pb2.Assignment(
@@ -356,9 +408,13 @@ class Scheduler:
             )
             return True
 
-        self.queue.pop_matching(
-            now_ms / 1000, fits, min(free, self.config.dispatch_batch), self.config.max_scan
-        )
+        # Lanes of groups where no worker has a free slot are not even looked at, and
+        # a lane no worker could ever fit is parked until the workers change: a round
+        # costs what it places plus one look per lane that might place something.
+        limit = min(free, self.config.dispatch_batch)
+        self.queue.pop_placeable(now_ms / 1000, groups_with_room(usable.values()), fits, limit)
+        for lane in hopeless:
+            self.queue.park(lane)
         return chosen, held
 
     async def _commit(self, batch: list[state_pb2.Assignment], held: list[_Hold]) -> None:
@@ -417,32 +473,66 @@ class Scheduler:
             await self.check_liveness()
 
     async def check_liveness(self) -> None:
-        """Declare silent workers lost and take back tasks past their timeout."""
-        now = self._clock()
+        """Declare silent workers lost and take back tasks past their timeout. After a
+        stall (this leader did not run for a while), every worker first gets a full
+        timeout again: what it sent meanwhile is still unread."""
+        now = self._monotonic()
+        stalled = self._stalls.tick(now)
+        if stalled:
+            self._forgive(now, stalled)
+        timeout = self.config.worker_timeout
         for wid in silent_workers(
-            self.state.workers, self._heard, self._term_started, now, self.config.worker_timeout
+            self.state.workers, self._heard, self._term_started, now, timeout
         ):
+            # Judged again right before proposing: a message may have come in while
+            # an earlier worker's LOST was being committed (or it was pruned).
+            worker = self.state.workers.get(wid)
+            if worker is None or not silent_workers(
+                {wid: worker}, self._heard, self._term_started, self._monotonic(), timeout
+            ):
+                continue
             live = self._live.pop(wid, None)
             if live is not None:
-                live.session.close(f"no heartbeat for {self.config.worker_timeout:g} s")
-            delay = 1000  # retries of a lost worker's tasks: soon, elsewhere
-            await self.proposer.propose(
-                state_pb2.Command(
-                    set_worker_state=state_pb2.SetWorkerState(
-                        worker_id=wid,
-                        state=state_pb2.WORKER_STATE_LOST,
-                        retry_delay_ms=delay,
-                        reason=f"no heartbeat for {self.config.worker_timeout:g} s",
+                live.session.close(f"no heartbeat for {timeout:g} s")
+            landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._losing[wid] = landed
+            try:
+                await self.proposer.propose(
+                    state_pb2.Command(
+                        set_worker_state=state_pb2.SetWorkerState(
+                            worker_id=wid,
+                            state=state_pb2.WORKER_STATE_LOST,
+                            retry_delay_ms=1000,  # its tasks: soon, elsewhere
+                            reason=f"no heartbeat for {timeout:g} s",
+                        )
                     )
                 )
-            )
+            finally:
+                del self._losing[wid]
+                landed.set_result(None)
             log.warning("scheduler.worker_lost", worker=wid)
+        if self._monotonic() < self._backstop_from:
+            return
         on_workers = [t for wid in self.state.workers for t in self.state.tasks_of_worker(wid)]
         late = overdue(on_workers, self.proposer.now_ms(), int(self.config.timeout_grace * 1000))
         if late:
             for task in late:
                 self._send_cancel(task.worker_id, task.id, task.attempt, "timed out")
             await self.requeue(late, "timed out (leader backstop)")
+
+    def _forgive(self, now: float, stalled: float) -> None:
+        """Silence measured across a stall is this leader's, not the workers': count
+        every worker's silence from now, as a new leader does. The timeout backstop
+        waits as long, so results that finished during the stall arrive first."""
+        self._term_started = now
+        self._heard.clear()
+        self._backstop_from = now + self.config.worker_timeout
+        log.warning(
+            "scheduler.stalled",
+            seconds=round(stalled + self.config.liveness_interval, 1),
+            workers=len(self.state.workers),
+            note="every worker gets a full timeout again",
+        )
 
     async def requeue(self, tasks: Collection[state_pb2.Task], reason: str) -> None:
         """Give these attempts back to the queue as failed attempts (fenced by attempt)."""
@@ -473,9 +563,13 @@ class Scheduler:
                 finished_before_ms=now_ms - int(self.config.retention_seconds * 1000),
                 keep_finished=self.config.retention_keep,
                 requests_before_ms=now_ms - int(self.config.request_id_seconds * 1000),
+                workers_gone_before_ms=now_ms - int(self.config.worker_retention_seconds * 1000),
             )
         )
+        workers = len(self.state.workers)
         result = await self.proposer.propose(cmd)
+        if len(self.state.workers) < workers:
+            log.info("scheduler.pruned_workers", workers=workers - len(self.state.workers))
         if result.task_ids:
             log.info("scheduler.pruned", tasks=len(result.task_ids))
         return result
@@ -488,12 +582,19 @@ class Scheduler:
 
         Raises WorkerConflictError if another live session holds the same id, and
         ValueError (naming the field) if the registration is refused."""
+        losing = self._losing.get(info.id)
+        if losing is not None:
+            # Its LOST is being committed: let it land, then register again below.
+            # Registering first would leave it connected, LOST in the state, and idle.
+            await asyncio.shield(losing)
         current = self._live.get(info.id)
         if current is not None and current.session is not session:
             raise WorkerConflictError(
                 f"worker id {info.id!r} is already connected; "
                 "stop the other worker or start this one with a different --worker-id"
             )
+        # Heard now: silence must not be judged while its registration commits.
+        self._heard[info.id] = self._monotonic()
         known = self.state.workers.get(info.id)
         if known is None or known.state != state_pb2.WORKER_STATE_ONLINE or known.info != info:
             result = await self.proposer.propose(
@@ -504,7 +605,8 @@ class Scheduler:
         if info.id in self._live and self._live[info.id].session is not session:
             raise WorkerConflictError(f"worker id {info.id!r} connected twice at once")
         self._live[info.id] = _Live(session, last_heartbeat=self._clock())
-        self._heard[info.id] = self._clock()
+        self._heard[info.id] = self._monotonic()
+        self._workers_changed = True  # connected without a commit: views changed too
         self._wake.set()
 
     def disconnect(self, session: WorkerSession) -> None:
@@ -520,7 +622,7 @@ class Scheduler:
             if usage is not None:
                 live.usage = usage
             live.last_heartbeat = now
-            self._heard[worker_id] = now
+            self._heard[worker_id] = self._monotonic()
 
     def connected(self) -> list[str]:
         return sorted(self._live)

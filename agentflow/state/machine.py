@@ -812,6 +812,23 @@ class SchedulerState:
             self._requests = {
                 k: r for k, r in self._requests.items() if r.recorded_ms >= prune.requests_before_ms
             }
+        if prune.workers_gone_before_ms:
+            self._prune_workers(prune.workers_gone_before_ms, ch)
+
+    def _prune_workers(self, gone_before_ms: int, ch: _Changes) -> None:
+        """Forget workers LOST or OFFLINE since before the cut-off (the leader's time,
+        from its retention settings). One that still holds a task stays: its record
+        says where that attempt went. A forgotten worker that comes back registers
+        as new."""
+        for wid in [
+            w
+            for w, worker in self.workers.items()
+            if worker.state in _WORKER_GONE
+            and worker.state_changed_ms < gone_before_ms
+            and not self._by_worker.get(w)
+        ]:
+            del self.workers[wid]
+            ch.workers[wid] = None
 
     def _has_unfinished_dependent(self, task_id: str) -> bool:
         return any(

@@ -1,9 +1,11 @@
 """The nemesis run (TESTING.md layers 5 and 7): 3 masters and 2 workers as real
 processes on 127.0.0.1; tasks submitted through the SDK while a nemesis kills the
 leader (SIGKILL, then restarts it), pauses a leader past the election timeout
-(SIGSTOP/SIGCONT) and kills a worker. Afterwards the history (acknowledged submits,
-what task code really ran, every committed assignment and report, the final state)
-is written as JSON and checked by `agentflow.scheduler.history.check`.
+(SIGSTOP/SIGCONT), kills a worker, and at last SIGSTOPs every master for twice the
+worker timeout (a VM pause) while the workers keep running tasks. Afterwards the
+history (acknowledged submits, what task code really ran, every committed assignment
+and report, the final state, the all-masters pause) is written as JSON and checked
+by `agentflow.scheduler.history.check`.
 
 `make chaos` runs it bigger: AGENTFLOW_CHAOS_TASKS, AGENTFLOW_CHAOS_KILLS.
 """
@@ -39,6 +41,7 @@ TASKS = int(os.environ.get("AGENTFLOW_CHAOS_TASKS", "5000"))
 KILLS = int(os.environ.get("AGENTFLOW_CHAOS_KILLS", "5"))
 WORKFLOWS = 40  # of 5 tasks each: a -> (b, c, d) -> e
 BATCH = 100
+WORKER_TIMEOUT = 4.0  # short: the all-masters pause must outlast it, and costs 2x it
 TASK = "python:agentflow.worker.testing_tasks:journal"
 
 
@@ -87,7 +90,9 @@ async def submit_workflow(client: AsyncClient, journal: Path, history: History, 
         history.submits.append(Submit(request_id, False))
 
 
-async def nemesis(cluster: MasterCluster, workers: ProcessGroup, log: list[str]) -> None:
+async def nemesis(
+    cluster: MasterCluster, workers: ProcessGroup, log: list[str], history: History
+) -> None:
     for k in range(KILLS):
         await asyncio.sleep(2.0)
         victim = await cluster.leader(30)
@@ -108,10 +113,26 @@ async def nemesis(cluster: MasterCluster, workers: ProcessGroup, log: list[str])
     await asyncio.sleep(3.0)  # past the election timeout: the others elect a leader
     cluster.group.resume(paused)
     log.append(f"SIGSTOP {paused} for 3 s, then SIGCONT")
+    await asyncio.sleep(1.0)
+    # Every master at once, past the worker timeout: on resume no worker may be
+    # declared lost for the masters' own silence, and every result that finished
+    # meanwhile must be committed (History.pauses; checked by `check`).
+    start = time.time()
+    for node in cluster.group.running():
+        cluster.group.pause(node)
+    await asyncio.sleep(2 * WORKER_TIMEOUT)
+    for node in cluster.group.running():
+        cluster.group.resume(node)
+    history.pauses.append((start, time.time()))
+    log.append(f"SIGSTOP every master for {2 * WORKER_TIMEOUT:g} s, then SIGCONT")
 
 
 async def run(root: Path) -> tuple[History, list[str]]:
-    cluster = MasterCluster(root / "masters", size=3, extra_args=["--snapshot-every", "1000000"])
+    cluster = MasterCluster(
+        root / "masters",
+        size=3,
+        extra_args=["--snapshot-every", "1000000", "--worker-timeout", str(WORKER_TIMEOUT)],
+    )
     workers = ProcessGroup(root / "workers")
     journal = root / "journal.jsonl"
     history = History()
@@ -123,7 +144,7 @@ async def run(root: Path) -> tuple[History, list[str]]:
         policy = RetryPolicy(deadline=60.0)
         async with AsyncClient(cluster.url(), retry=policy) as client:
             await asyncio.gather(
-                submitter(client, journal, history), nemesis(cluster, workers, log)
+                submitter(client, journal, history), nemesis(cluster, workers, log, history)
             )
             acked = {t for s in history.submits if s.acked for t in s.task_ids}
             deadline = time.monotonic() + 180

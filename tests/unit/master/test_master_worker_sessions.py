@@ -359,6 +359,15 @@ async def test_a_silent_session_is_ended() -> None:
     assert rig.scheduler.connected() == ["w2"] and rig.sessions.by_worker("w1") is None
 
 
+async def test_after_a_stall_of_this_master_no_session_is_ended_for_its_silence() -> None:
+    rig = Rig()
+    session = await rig.session("w1")
+    session.last_seen -= 60  # this master was SIGSTOPped; the worker kept sending
+    rig.sessions.forgive()
+    rig.sessions.sweep()
+    assert not session.closed and rig.scheduler.connected() == ["w1"]
+
+
 def test_session_config_is_checked() -> None:
     with pytest.raises(ValueError, match="silence_timeout"):
         SessionConfig(heartbeat_interval=5.0, silence_timeout=8.0)

@@ -103,6 +103,19 @@ def test_reassignment_after_the_final_result_is_found() -> None:
     assert "task a: assigned again at 20 after its final result" in check(h)
 
 
+def test_a_result_finished_while_every_master_was_paused_must_be_committed() -> None:
+    h = good()
+    h.pauses = [(3.5, 6.5)]  # a (attempt 2) and b (attempt 1) ended in it
+    assert check(h) == []
+    h.commits = [c for c in h.commits if c.index != 16]  # b's result discarded
+    h.final["b"] = Final("FAILED", 1)
+    assert check(h) == [
+        "task b: attempt 1 finished on w1 while every master was paused, "
+        "but its result was never committed"
+    ]
+    assert History.from_json(h.to_json()).pauses == [(3.5, 6.5)]
+
+
 def test_commits_are_recovered_by_replaying_the_log() -> None:
     def cmd(**kind: object) -> bytes:
         return encode(state_pb2.Command(now_ms=1000, **kind))  # type: ignore[arg-type]

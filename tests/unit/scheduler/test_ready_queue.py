@@ -1,4 +1,4 @@
-"""ReadyQueue: priority order, FIFO, aging, reprioritize/remove, pop_matching."""
+"""ReadyQueue: priority order, FIFO, aging, reprioritize/remove, lanes (pop_placeable)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_empty_queue() -> None:
     assert q.pop(0.0) is None
     assert q.peek(0.0) is None
     assert len(q) == 0
-    assert q.pop_matching(0.0, lambda _: True, 5) == []
+    assert q.pop_placeable(0.0, ["default"], lambda _lane, _t: True, 5) == []
 
 
 def test_priority_then_fifo() -> None:
@@ -198,41 +198,87 @@ def test_idle_not_starved_by_critical_stream(
     assert popped_at is not None and popped_at <= 4 * aging + step
 
 
-# ----- pop_matching -----
+# ----- lanes: pop_placeable -----
 
 
-def test_pop_matching_keeps_rejected_in_place() -> None:
+def _accept_all(_lane: object, _task: str) -> bool:
+    return True
+
+
+def test_pop_placeable_takes_in_queue_order_across_lanes() -> None:
     q = ReadyQueue(aging_seconds=None)
-    for i, p in enumerate([Priority.HIGH, Priority.HIGH, Priority.NORMAL, Priority.LOW]):
-        q.push(f"t{i}", p, float(i))
-    taken = q.pop_matching(10.0, lambda t: t in {"t1", "t3"}, limit=5)
-    assert taken == ["t1", "t3"]
-    assert [q.pop(10.0) for _ in range(3)] == ["t0", "t2", None]
+    q.push("a0", Priority.NORMAL, 0.0, "g", "a")
+    q.push("b0", Priority.HIGH, 1.0, "g", "b")
+    q.push("a1", Priority.CRITICAL, 2.0, "g", "a")
+    q.push("b1", Priority.NORMAL, 3.0, "g", "b")
+    assert q.pop_placeable(10.0, ["g"], _accept_all, limit=3) == ["a1", "b0", "a0"]
+    assert q.pop(10.0) == "b1"
 
 
-def test_pop_matching_honours_limit_and_max_scan() -> None:
+def test_a_refused_lane_is_closed_for_the_call_and_keeps_its_order() -> None:
     q = ReadyQueue(aging_seconds=None)
-    for i in range(6):
-        q.push(f"t{i}", Priority.NORMAL, float(i))
-    assert q.pop_matching(10.0, lambda _: True, limit=2) == ["t0", "t1"]
-    assert q.pop_matching(10.0, lambda t: t == "t5", limit=5, max_scan=2) == []
-    assert q.pop_matching(10.0, lambda t: t == "t5", limit=5) == ["t5"]
-    assert len(q) == 3
+    for i in range(5):
+        q.push(f"big{i}", Priority.CRITICAL, float(i), "g", "big")
+    q.push("small", Priority.IDLE, 9.0, "g", "small")
+    asked: list[str] = []
+
+    def only_small(lane: object, task_id: str) -> bool:
+        asked.append(task_id)
+        return lane == ("g", "small")
+
+    assert q.pop_placeable(10.0, ["g"], only_small, limit=5) == ["small"]
+    assert asked == ["big0", "small"]  # one look at the blocked lane, not five
+    assert [q.pop(10.0) for _ in range(6)] == [f"big{i}" for i in range(5)] + [None]
 
 
-def test_pop_matching_restores_queue_when_predicate_raises() -> None:
+def test_lanes_of_groups_without_room_are_not_looked_at() -> None:
+    q = ReadyQueue(aging_seconds=None)
+    for i in range(1100):
+        q.push(f"x{i}", Priority.CRITICAL, float(i), "nobody", None)
+    q.push("mine", Priority.IDLE, 2000.0, "default", None)
+    before = q.examined
+    assert q.pop_placeable(3000.0, ["default"], _accept_all, limit=10) == ["mine"]
+    assert q.examined - before == 1
+    assert len(q) == 1100
+
+
+def test_a_critical_task_among_100k_queued_is_taken_first_in_one_look() -> None:
+    q = ReadyQueue()
+    for i in range(100_000):
+        q.push(f"t{i}", Priority.NORMAL, i / 10_000, "default", None)  # within 10 s
+    q.push("urgent", Priority.CRITICAL, 10.0, "default", None)
+    before = q.examined
+    assert q.pop_placeable(10.0, ["default"], _accept_all, limit=1) == ["urgent"]
+    assert q.examined - before == 1
+
+
+def test_parked_lanes_wait_until_unparked_but_still_count_in_the_queue() -> None:
+    q = ReadyQueue(aging_seconds=None)
+    q.push("huge", Priority.CRITICAL, 0.0, "g", "huge")
+    q.push("ok", Priority.LOW, 1.0, "g", "ok")
+    q.park(("g", "huge"))
+    before = q.examined
+    assert q.pop_placeable(5.0, ["g"], _accept_all, limit=5) == ["ok"]
+    assert q.examined - before == 1
+    assert q.parked() == 1 and q.position("huge", 5.0).ahead == 0 and q.peek(5.0) == "huge"
+    q.unpark_all()
+    assert q.pop_placeable(5.0, ["g"], _accept_all, limit=5) == ["huge"]
+    assert q.lanes() == 0 and q.parked() == 0
+
+
+def test_pop_placeable_leaves_the_queue_whole_when_try_place_raises() -> None:
     q = ReadyQueue(aging_seconds=None)
     for i in range(3):
-        q.push(f"t{i}", Priority.NORMAL, float(i))
+        q.push(f"t{i}", Priority.NORMAL, float(i), "g", i)
 
-    def boom(task_id: str) -> bool:
+    def boom(_lane: object, task_id: str) -> bool:
         if task_id == "t1":
             raise RuntimeError("boom")
-        return False
+        return task_id == "t0"
 
     with pytest.raises(RuntimeError):
-        q.pop_matching(10.0, boom, limit=3)
-    assert [q.pop(10.0) for _ in range(4)] == ["t0", "t1", "t2", None]
+        q.pop_placeable(10.0, ["g"], boom, limit=3)
+    assert [q.pop(10.0) for _ in range(3)] == ["t1", "t2", None]
 
 
 def test_many_removals_compact_heaps() -> None:
@@ -242,7 +288,7 @@ def test_many_removals_compact_heaps() -> None:
         if i:
             q.remove(f"t{i - 1}")
     assert len(q) == 1
-    assert sum(len(h) for h in q._heaps) < 200
+    assert q._stored < 200
     assert q.pop(0.0) == "t999"
 
 
@@ -289,11 +335,11 @@ class _Reference:
 
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("push"), LEVELS, st.integers(0, 3)),
+        st.tuples(st.just("push"), LEVELS, st.integers(0, 3), st.integers(0, 3)),
         st.tuples(st.just("pop"), st.integers(0, 3)),
         st.tuples(st.just("remove"), st.integers(0, 30)),
         st.tuples(st.just("reprio"), st.integers(0, 30), LEVELS),
-        st.tuples(st.just("match"), st.integers(0, 5), st.integers(1, 3)),
+        st.tuples(st.just("match"), st.integers(0, 15), st.integers(0, 3), st.integers(1, 3)),
     ),
     max_size=60,
 )
@@ -306,17 +352,19 @@ def test_matches_reference_model(ops: list[tuple[object, ...]], aging: float | N
     ref = _Reference(aging)
     now = 0.0
     next_id = 0
+    lanes: dict[str, int] = {}
     for op in ops:
         kind = op[0]
         if kind == "push":
-            _, p, dt = op
-            assert isinstance(p, Priority) and isinstance(dt, int)
+            _, p, dt, lane = op
+            assert isinstance(p, Priority) and isinstance(dt, int) and isinstance(lane, int)
             # Enqueue times lag `now` a little, as commands arrive out of order.
             at = max(0.0, now - dt)
             tid = f"t{next_id}"
             next_id += 1
-            q.push(tid, p, at)
+            q.push(tid, p, at, f"g{lane % 2}", lane)
             ref.items[tid] = (p, at, ref.seq)
+            lanes[tid] = lane
             ref.seq += 1
         elif kind == "pop":
             _, dt = op
@@ -344,14 +392,22 @@ def test_matches_reference_model(ops: list[tuple[object, ...]], aging: float | N
                 _, at, seq = ref.items[tid]
                 ref.items[tid] = (p, at, seq)
         else:
-            _, mod, limit = op
-            assert isinstance(mod, int) and isinstance(limit, int)
+            _, accepted, groups, limit = op
+            assert isinstance(accepted, int) and isinstance(groups, int)
+            assert isinstance(limit, int)
+            # Lanes 0..3 accepted by the bits of `accepted`; groups g0/g1 by `groups`.
+            names = [f"g{g}" for g in (0, 1) if groups >> g & 1]
 
-            def accept(t: str, mod: int = mod) -> bool:
-                return int(t[1:]) % (mod + 1) == 0
+            def fits(lane: object, _task: str, accepted: int = accepted) -> bool:
+                assert isinstance(lane, tuple)
+                return bool(accepted >> lane[1] & 1)
 
-            expected_taken = [t for t in ref.order(now) if accept(t)][:limit]
-            assert q.pop_matching(now, accept, limit) == expected_taken
+            expected_taken = [
+                t
+                for t in ref.order(now)
+                if accepted >> lanes[t] & 1 and f"g{lanes[t] % 2}" in names
+            ][:limit]
+            assert q.pop_placeable(now, names, fits, limit) == expected_taken
             for t in expected_taken:
                 del ref.items[t]
         assert len(q) == len(ref.items)

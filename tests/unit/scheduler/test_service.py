@@ -3,88 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from agentflow._proto import state_pb2
 from agentflow.scheduler.explain import explain
-from agentflow.scheduler.proposer import Proposer
-from agentflow.scheduler.service import Scheduler, SchedulerConfig
+from agentflow.scheduler.service import SchedulerConfig
 from agentflow.scheduler.sessions import WorkerConflictError
-from agentflow.scheduler.testing import DirectReplicator, RecordingSession
-from agentflow.state import SchedulerState
+from agentflow.scheduler.testing import RecordingSession, Rig, running, shell
 
 TS = state_pb2.TaskState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Rig:
-    def __init__(self, **config: object) -> None:
-        self.state = SchedulerState()
-        self.replicator = DirectReplicator(self.state)
-        self.clock = Clock()
-        self.proposer = Proposer(self.replicator, self.state, self.clock)
-        # No prefetch unless a test asks: capacity then means exactly concurrency.
-        self.config = SchedulerConfig(**{"prefetch": 0.0, **config})  # type: ignore[arg-type]
-        self.scheduler = self.new_scheduler()
-
-    def new_scheduler(self) -> Scheduler:
-        return Scheduler(
-            self.state, self.proposer, self.config, clock=self.clock, rng=random.Random(7)
-        )
-
-    async def submit(self, *specs: state_pb2.TaskSpec) -> list[str]:
-        result = await self.proposer.propose(
-            state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=specs))
-        )
-        assert not result.error.code, result.error
-        return list(result.task_ids)
-
-    async def worker(
-        self, wid: str, groups: tuple[str, ...] = ("default",), capacity: int = 4, **kw: object
-    ) -> RecordingSession:
-        info = state_pb2.WorkerInfo(
-            id=wid,
-            groups=groups,
-            capacity=capacity,
-            cpu_cores=kw.pop("cpu", 8.0),  # type: ignore[arg-type]
-            memory_mb=kw.pop("memory_mb", 16384),  # type: ignore[arg-type]
-            **kw,  # type: ignore[arg-type]
-        )
-        session = RecordingSession(wid, self.state)
-        await self.scheduler.connect(info, session)
-        return session
-
-    async def settle(self) -> None:
-        for _ in range(20):
-            await asyncio.sleep(0)
-
-
-def shell(name: str = "t", **kw: object) -> state_pb2.TaskSpec:
-    return state_pb2.TaskSpec(name=name, command=f"shell:echo {name}", **kw)  # type: ignore[arg-type]
-
-
-@contextlib.asynccontextmanager
-async def running(rig: Rig, scheduler: Scheduler | None = None) -> AsyncIterator[Scheduler]:
-    s = scheduler or rig.scheduler
-    task = asyncio.create_task(s.run())
-    await s.started()
-    try:
-        yield s
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture
