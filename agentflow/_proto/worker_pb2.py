@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from agentflow._proto import state_pb2 as agentflow_dot_v1_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentflow/v1/worker.proto\x12\x0c\x61gentflow.v1\x1a\x18\x61gentflow/v1/state.proto\"/\n\x0bTaskAttempt\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xa2\x01\n\x05Hello\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.agentflow.v1.WorkerInfo\x12*\n\x07running\x18\x02 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x33\n\x0funacked_results\x18\x03 \x03(\x0b\x32\x1a.agentflow.v1.ResultReport\x12\x10\n\x08instance\x18\x04 \x01(\t\"|\n\tHeartbeat\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x02 \x01(\x01\x12*\n\x07running\x18\x03 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x16\n\x0emax_concurrent\x18\x04 \x01(\x05\"1\n\rStartedReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"U\n\x0eProgressReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\"J\n\x08LogChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"2\n\x08LogBatch\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.agentflow.v1.LogChunk\"k\n\x0cResultReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.agentflow.v1.TaskResult\":\n\x0bResultBatch\x12+\n\x07reports\x18\x01 \x03(\x0b\x32\x1a.agentflow.v1.ResultReport\"+\n\x0b\x44rainNotice\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x8d\x03\n\rWorkerMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.agentflow.v1.HelloH\x00\x12,\n\theartbeat\x18\x0b \x01(\x0b\x32\x17.agentflow.v1.HeartbeatH\x00\x12.\n\x07started\x18\x0c \x01(\x0b\x32\x1b.agentflow.v1.StartedReportH\x00\x12\x30\n\x08progress\x18\r \x01(\x0b\x32\x1c.agentflow.v1.ProgressReportH\x00\x12&\n\x04logs\x18\x0e \x01(\x0b\x32\x16.agentflow.v1.LogBatchH\x00\x12,\n\x06result\x18\x0f \x01(\x0b\x32\x1a.agentflow.v1.ResultReportH\x00\x12-\n\x08\x64raining\x18\x10 \x01(\x0b\x32\x19.agentflow.v1.DrainNoticeH\x00\x12,\n\x07results\x18\x11 \x01(\x0b\x32\x19.agentflow.v1.ResultBatchH\x00\x42\x06\n\x04\x62ody\"e\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x11\n\tleader_id\x18\x03 \x01(\t\x12\x14\n\x0cregistration\x18\x04 \x01(\x04\"E\n\x08Redirect\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x95\x01\n\x07Refusal\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.agentflow.v1.Refusal.Code\x12\x0e\n\x06reason\x18\x02 \x01(\t\"P\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44UPLICATE_WORKER\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x12\x0f\n\x0bUNAVAILABLE\x10\x03\"4\n\x0f\x41ssignmentBatch\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.agentflow.v1.Task\">\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\tResultAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05stale\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x03\x41\x63k\x12\x0c\n\x04seqs\x18\x01 \x03(\x04\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.agentflow.v1.ResultAck\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\"(\n\x0eSetConcurrency\x12\x16\n\x0emax_concurrent\x18\x01 \x01(\x05\"\xfa\x02\n\rMasterMessage\x12(\n\x07welcome\x18\n \x01(\x0b\x32\x15.agentflow.v1.WelcomeH\x00\x12*\n\x08redirect\x18\x0b \x01(\x0b\x32\x16.agentflow.v1.RedirectH\x00\x12(\n\x07refusal\x18\x0c \x01(\x0b\x32\x15.agentflow.v1.RefusalH\x00\x12\x34\n\x0b\x61ssignments\x18\r \x01(\x0b\x32\x1d.agentflow.v1.AssignmentBatchH\x00\x12*\n\x06\x63\x61ncel\x18\x0e \x01(\x0b\x32\x18.agentflow.v1.CancelTaskH\x00\x12 \n\x03\x61\x63k\x18\x0f \x01(\x0b\x32\x11.agentflow.v1.AckH\x00\x12$\n\x05\x64rain\x18\x10 \x01(\x0b\x32\x13.agentflow.v1.DrainH\x00\x12\x37\n\x0fset_concurrency\x18\x11 \x01(\x0b\x32\x1c.agentflow.v1.SetConcurrencyH\x00\x42\x06\n\x04\x62ody\"X\n\x13ShimConnectResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.agentflow.v1.MasterMessage\":\n\tShimBatch\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.agentflow.v1.WorkerMessage\"\xa4\x01\n\rShimHeartbeat\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x04 \x01(\x01\x12*\n\x07running\x18\x05 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x16\n\x0emax_concurrent\x18\x06 \x01(\x05\"a\n\x10ShimPollResponse\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.agentflow.v1.MasterMessage\x12\x0e\n\x06\x63losed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\"H\n\x07LogLine\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\\\n\x13GetTaskLogsResponse\x12$\n\x05lines\x18\x01 \x03(\x0b\x32\x15.agentflow.v1.LogLine\x12\x0c\n\x04next\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x32X\n\rWorkerService\x12G\n\x07\x43onnect\x12\x1b.agentflow.v1.WorkerMessage\x1a\x1b.agentflow.v1.MasterMessage(\x01\x30\x01\x32\x64\n\x0eTaskLogService\x12R\n\x0bGetTaskLogs\x12 .agentflow.v1.GetTaskLogsRequest\x1a!.agentflow.v1.GetTaskLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentflow/v1/worker.proto\x12\x0c\x61gentflow.v1\x1a\x18\x61gentflow/v1/state.proto\"/\n\x0bTaskAttempt\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xa2\x01\n\x05Hello\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.agentflow.v1.WorkerInfo\x12*\n\x07running\x18\x02 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x33\n\x0funacked_results\x18\x03 \x03(\x0b\x32\x1a.agentflow.v1.ResultReport\x12\x10\n\x08instance\x18\x04 \x01(\t\"|\n\tHeartbeat\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x02 \x01(\x01\x12*\n\x07running\x18\x03 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x16\n\x0emax_concurrent\x18\x04 \x01(\x05\"1\n\rStartedReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"U\n\x0eProgressReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\"J\n\x08LogChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"2\n\x08LogBatch\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.agentflow.v1.LogChunk\"k\n\x0cResultReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.agentflow.v1.TaskResult\":\n\x0bResultBatch\x12+\n\x07reports\x18\x01 \x03(\x0b\x32\x1a.agentflow.v1.ResultReport\"+\n\x0b\x44rainNotice\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x8d\x03\n\rWorkerMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.agentflow.v1.HelloH\x00\x12,\n\theartbeat\x18\x0b \x01(\x0b\x32\x17.agentflow.v1.HeartbeatH\x00\x12.\n\x07started\x18\x0c \x01(\x0b\x32\x1b.agentflow.v1.StartedReportH\x00\x12\x30\n\x08progress\x18\r \x01(\x0b\x32\x1c.agentflow.v1.ProgressReportH\x00\x12&\n\x04logs\x18\x0e \x01(\x0b\x32\x16.agentflow.v1.LogBatchH\x00\x12,\n\x06result\x18\x0f \x01(\x0b\x32\x1a.agentflow.v1.ResultReportH\x00\x12-\n\x08\x64raining\x18\x10 \x01(\x0b\x32\x19.agentflow.v1.DrainNoticeH\x00\x12,\n\x07results\x18\x11 \x01(\x0b\x32\x19.agentflow.v1.ResultBatchH\x00\x42\x06\n\x04\x62ody\"\x97\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x11\n\tleader_id\x18\x03 \x01(\t\x12\x14\n\x0cregistration\x18\x04 \x01(\x04\x12\x15\n\rdeclared_lost\x18\x05 \x01(\x08\x12\x19\n\x11worker_timeout_ms\x18\x06 \x01(\x03\"E\n\x08Redirect\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x95\x01\n\x07Refusal\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.agentflow.v1.Refusal.Code\x12\x0e\n\x06reason\x18\x02 \x01(\t\"P\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44UPLICATE_WORKER\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x12\x0f\n\x0bUNAVAILABLE\x10\x03\"4\n\x0f\x41ssignmentBatch\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.agentflow.v1.Task\">\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\tResultAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05stale\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x03\x41\x63k\x12\x0c\n\x04seqs\x18\x01 \x03(\x04\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.agentflow.v1.ResultAck\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\"(\n\x0eSetConcurrency\x12\x16\n\x0emax_concurrent\x18\x01 \x01(\x05\"\xfa\x02\n\rMasterMessage\x12(\n\x07welcome\x18\n \x01(\x0b\x32\x15.agentflow.v1.WelcomeH\x00\x12*\n\x08redirect\x18\x0b \x01(\x0b\x32\x16.agentflow.v1.RedirectH\x00\x12(\n\x07refusal\x18\x0c \x01(\x0b\x32\x15.agentflow.v1.RefusalH\x00\x12\x34\n\x0b\x61ssignments\x18\r \x01(\x0b\x32\x1d.agentflow.v1.AssignmentBatchH\x00\x12*\n\x06\x63\x61ncel\x18\x0e \x01(\x0b\x32\x18.agentflow.v1.CancelTaskH\x00\x12 \n\x03\x61\x63k\x18\x0f \x01(\x0b\x32\x11.agentflow.v1.AckH\x00\x12$\n\x05\x64rain\x18\x10 \x01(\x0b\x32\x13.agentflow.v1.DrainH\x00\x12\x37\n\x0fset_concurrency\x18\x11 \x01(\x0b\x32\x1c.agentflow.v1.SetConcurrencyH\x00\x42\x06\n\x04\x62ody\"X\n\x13ShimConnectResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.agentflow.v1.MasterMessage\":\n\tShimBatch\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.agentflow.v1.WorkerMessage\"\xa4\x01\n\rShimHeartbeat\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x04 \x01(\x01\x12*\n\x07running\x18\x05 \x03(\x0b\x32\x19.agentflow.v1.TaskAttempt\x12\x16\n\x0emax_concurrent\x18\x06 \x01(\x05\"a\n\x10ShimPollResponse\x12-\n\x08messages\x18\x01 \x03(\x0b\x32\x1b.agentflow.v1.MasterMessage\x12\x0e\n\x06\x63losed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\"H\n\x07LogLine\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\\\n\x13GetTaskLogsResponse\x12$\n\x05lines\x18\x01 \x03(\x0b\x32\x15.agentflow.v1.LogLine\x12\x0c\n\x04next\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x32X\n\rWorkerService\x12G\n\x07\x43onnect\x12\x1b.agentflow.v1.WorkerMessage\x1a\x1b.agentflow.v1.MasterMessage(\x01\x30\x01\x32\x64\n\x0eTaskLogService\x12R\n\x0bGetTaskLogs\x12 .agentflow.v1.GetTaskLogsRequest\x1a!.agentflow.v1.GetTaskLogsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,44 +55,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DRAINNOTICE']._serialized_end=887
   _globals['_WORKERMESSAGE']._serialized_start=890
   _globals['_WORKERMESSAGE']._serialized_end=1287
-  _globals['_WELCOME']._serialized_start=1289
-  _globals['_WELCOME']._serialized_end=1390
-  _globals['_REDIRECT']._serialized_start=1392
-  _globals['_REDIRECT']._serialized_end=1461
-  _globals['_REFUSAL']._serialized_start=1464
-  _globals['_REFUSAL']._serialized_end=1613
-  _globals['_REFUSAL_CODE']._serialized_start=1533
-  _globals['_REFUSAL_CODE']._serialized_end=1613
-  _globals['_ASSIGNMENTBATCH']._serialized_start=1615
-  _globals['_ASSIGNMENTBATCH']._serialized_end=1667
-  _globals['_CANCELTASK']._serialized_start=1669
-  _globals['_CANCELTASK']._serialized_end=1731
-  _globals['_RESULTACK']._serialized_start=1733
-  _globals['_RESULTACK']._serialized_end=1809
-  _globals['_ACK']._serialized_start=1811
-  _globals['_ACK']._serialized_end=1872
-  _globals['_DRAIN']._serialized_start=1874
-  _globals['_DRAIN']._serialized_end=1897
-  _globals['_SETCONCURRENCY']._serialized_start=1899
-  _globals['_SETCONCURRENCY']._serialized_end=1939
-  _globals['_MASTERMESSAGE']._serialized_start=1942
-  _globals['_MASTERMESSAGE']._serialized_end=2320
-  _globals['_SHIMCONNECTRESPONSE']._serialized_start=2322
-  _globals['_SHIMCONNECTRESPONSE']._serialized_end=2410
-  _globals['_SHIMBATCH']._serialized_start=2412
-  _globals['_SHIMBATCH']._serialized_end=2470
-  _globals['_SHIMHEARTBEAT']._serialized_start=2473
-  _globals['_SHIMHEARTBEAT']._serialized_end=2637
-  _globals['_SHIMPOLLRESPONSE']._serialized_start=2639
-  _globals['_SHIMPOLLRESPONSE']._serialized_end=2736
-  _globals['_GETTASKLOGSREQUEST']._serialized_start=2738
-  _globals['_GETTASKLOGSREQUEST']._serialized_end=2790
-  _globals['_LOGLINE']._serialized_start=2792
-  _globals['_LOGLINE']._serialized_end=2864
-  _globals['_GETTASKLOGSRESPONSE']._serialized_start=2866
-  _globals['_GETTASKLOGSRESPONSE']._serialized_end=2958
-  _globals['_WORKERSERVICE']._serialized_start=2960
-  _globals['_WORKERSERVICE']._serialized_end=3048
-  _globals['_TASKLOGSERVICE']._serialized_start=3050
-  _globals['_TASKLOGSERVICE']._serialized_end=3150
+  _globals['_WELCOME']._serialized_start=1290
+  _globals['_WELCOME']._serialized_end=1441
+  _globals['_REDIRECT']._serialized_start=1443
+  _globals['_REDIRECT']._serialized_end=1512
+  _globals['_REFUSAL']._serialized_start=1515
+  _globals['_REFUSAL']._serialized_end=1664
+  _globals['_REFUSAL_CODE']._serialized_start=1584
+  _globals['_REFUSAL_CODE']._serialized_end=1664
+  _globals['_ASSIGNMENTBATCH']._serialized_start=1666
+  _globals['_ASSIGNMENTBATCH']._serialized_end=1718
+  _globals['_CANCELTASK']._serialized_start=1720
+  _globals['_CANCELTASK']._serialized_end=1782
+  _globals['_RESULTACK']._serialized_start=1784
+  _globals['_RESULTACK']._serialized_end=1860
+  _globals['_ACK']._serialized_start=1862
+  _globals['_ACK']._serialized_end=1923
+  _globals['_DRAIN']._serialized_start=1925
+  _globals['_DRAIN']._serialized_end=1948
+  _globals['_SETCONCURRENCY']._serialized_start=1950
+  _globals['_SETCONCURRENCY']._serialized_end=1990
+  _globals['_MASTERMESSAGE']._serialized_start=1993
+  _globals['_MASTERMESSAGE']._serialized_end=2371
+  _globals['_SHIMCONNECTRESPONSE']._serialized_start=2373
+  _globals['_SHIMCONNECTRESPONSE']._serialized_end=2461
+  _globals['_SHIMBATCH']._serialized_start=2463
+  _globals['_SHIMBATCH']._serialized_end=2521
+  _globals['_SHIMHEARTBEAT']._serialized_start=2524
+  _globals['_SHIMHEARTBEAT']._serialized_end=2688
+  _globals['_SHIMPOLLRESPONSE']._serialized_start=2690
+  _globals['_SHIMPOLLRESPONSE']._serialized_end=2787
+  _globals['_GETTASKLOGSREQUEST']._serialized_start=2789
+  _globals['_GETTASKLOGSREQUEST']._serialized_end=2841
+  _globals['_LOGLINE']._serialized_start=2843
+  _globals['_LOGLINE']._serialized_end=2915
+  _globals['_GETTASKLOGSRESPONSE']._serialized_start=2917
+  _globals['_GETTASKLOGSRESPONSE']._serialized_end=3009
+  _globals['_WORKERSERVICE']._serialized_start=3011
+  _globals['_WORKERSERVICE']._serialized_end=3099
+  _globals['_TASKLOGSERVICE']._serialized_start=3101
+  _globals['_TASKLOGSERVICE']._serialized_end=3201
 # @@protoc_insertion_point(module_scope)

@@ -365,11 +365,22 @@ class Welcome(_message.Message):
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     LEADER_ID_FIELD_NUMBER: _builtins.int
     REGISTRATION_FIELD_NUMBER: _builtins.int
+    DECLARED_LOST_FIELD_NUMBER: _builtins.int
+    WORKER_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     heartbeat_interval_ms: _builtins.int
     leader_id: _builtins.str
     registration: _builtins.int
     """The committed registration's raft index (Worker.session in state)."""
+    declared_lost: _builtins.bool
+    """The state had this worker LOST when its hello came: every attempt it still runs
+    was taken from it (and may run elsewhere). The worker kills them at once.
+    """
+    worker_timeout_ms: _builtins.int
+    """The leader declares a worker lost after this long without a word from it; a
+    worker that was stopped about this long asks (by reconnecting) before its tasks
+    go on. 0 = not said (an older master).
+    """
     def __init__(
         self,
         *,
@@ -377,10 +388,12 @@ class Welcome(_message.Message):
         heartbeat_interval_ms: _builtins.int = ...,
         leader_id: _builtins.str = ...,
         registration: _builtins.int = ...,
+        declared_lost: _builtins.bool = ...,
+        worker_timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "leader_id", b"leader_id", "registration", b"registration", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_lost", b"declared_lost", "heartbeat_interval_ms", b"heartbeat_interval_ms", "leader_id", b"leader_id", "registration", b"registration", "session_id", b"session_id", "worker_timeout_ms", b"worker_timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

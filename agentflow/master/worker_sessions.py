@@ -273,6 +273,8 @@ class Sessions:
             # The same worker process again (its old connection died unnoticed by us).
             self.detach(old, "replaced by a newer connection of the same worker")
         session = MasterSession(scheduler, hello.info, hello.instance, self.logs, self._failpoints)
+        before = scheduler.state.workers.get(hello.info.id)
+        was_lost = before is not None and before.state == state_pb2.WORKER_STATE_LOST
         try:
             await scheduler.connect(hello.info, session)
         except WorkerConflictError as exc:
@@ -290,6 +292,8 @@ class Sessions:
                     heartbeat_interval_ms=int(self.config.heartbeat_interval * 1000),
                     leader_id=node.id,
                     registration=worker.session if worker is not None else 0,
+                    declared_lost=was_lost,
+                    worker_timeout_ms=int(scheduler.config.worker_timeout * 1000),
                 )
             )
         )

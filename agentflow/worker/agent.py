@@ -4,7 +4,7 @@ Connecting: gRPC first, to a leader named by the last redirect, then to the mast
 in the order given; the HTTP shim when no gRPC connection comes up (`auto`), or only
 one of the two when forced. A session that ends is followed at once by a new attempt;
 attempts that fail wait an exponential backoff with jitter (base and cap set by
-configuration; seed 004 used 5 s and 60 s). While on the shim in `auto` mode the agent
+configuration: 5 s and 60 s by default). While on the shim in `auto` mode the agent
 keeps probing gRPC and moves back as soon as it answers.
 
 Every session starts with a hello carrying what the worker runs and the results the
@@ -33,12 +33,15 @@ import structlog
 from agentflow._proto import state_pb2
 from agentflow._proto import worker_pb2 as wpb
 from agentflow.worker.connection import GrpcConnection, grpc_reachable
+from agentflow.worker.executor import Executor
 from agentflow.worker.http_connection import HttpConnection
 from agentflow.worker.limits import AdaptiveConcurrency
 from agentflow.worker.outbound import Key, Outbound
+from agentflow.worker.process_groups import Unguarded
 from agentflow.worker.resources import Usage
 from agentflow.worker.slots import TaskExecutor, TaskSlots
 from agentflow.worker.transport import ConnectError, Connection, SessionClosed
+from agentflow.worker.vigil import TICK_S, Vigil
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +122,9 @@ class Agent:
         self._usage = usage
         self._rng = rng or random.Random()
         self._make_candidates = candidates or self._candidates
+        groups = executor.groups if isinstance(executor, Executor) else Unguarded()
+        self.vigil = Vigil(groups)
+        self._stalled = asyncio.Event()  # set: end the session, the leader must say
         self._stop_now = asyncio.Event()
         self._finished = asyncio.Event()
         self._exit_on_drain = False
@@ -132,11 +138,12 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 connecting = tg.create_task(self._connect_loop())
+                watching = tg.create_task(self._watch_stalls())
                 running = tg.create_task(self.slots.run())  # cancelled: cancels its tasks
                 ending = tg.create_task(self._stop_now.wait())
                 done = tg.create_task(self._finished.wait())
                 await asyncio.wait({ending, done}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (connecting, running, ending, done):
+                for task in (connecting, watching, running, ending, done):
                     task.cancel()
         finally:
             await self.executor.close()
@@ -187,6 +194,17 @@ class Agent:
         self._done_seq = message.seq
         asyncio.get_running_loop().call_later(DONE_ACK_WAIT_S, self._finished.set)
 
+    async def _watch_stalls(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if self.vigil.check():
+                self._stalled.set()
+
+    def groups_frozen(self) -> None:
+        """The guardian stopped the task groups while this process was stopped."""
+        if self.vigil.frozen():
+            self._stalled.set()
+
     def holding(self) -> list[Key]:
         """Attempts this worker has: running, or assigned and waiting for a slot."""
         return self.slots.holding()
@@ -199,6 +217,8 @@ class Agent:
         redirects = 0
         hint = ""
         while True:
+            self.vigil.check()  # a stall just now: this hello is the question
+            self._stalled.clear()
             opened = await self._open(hint)
             hint = ""
             if opened is not None:
@@ -284,6 +304,12 @@ class Agent:
         self.sessions += 1
         self.connected_via = conn.transport
         interval = welcome.heartbeat_interval_ms / 1000 or DEFAULT_HEARTBEAT_S
+        self.vigil.configure(welcome.worker_timeout_ms / 1000, interval)
+        if welcome.declared_lost:
+            # Before anything else of this session: the attempts were requeued and may
+            # already run elsewhere.
+            await self.slots.abandon("the leader declared this worker lost")
+        self.vigil.verdict(welcome.declared_lost)
         log.info(
             "worker.connected",
             worker=self.worker_id,
@@ -296,6 +322,7 @@ class Agent:
             asyncio.create_task(self._send(conn)),
             asyncio.create_task(self._receive(conn, 3 * interval + 10.0)),
             asyncio.create_task(self._heartbeat(interval)),
+            asyncio.create_task(self._end_on_stall()),
         ]
         if conn.transport == "http" and self.config.transport == "auto":
             duties.append(asyncio.create_task(self._probe_grpc()))
@@ -311,6 +338,10 @@ class Agent:
             await asyncio.gather(*duties, return_exceptions=True)
             self.connected_via = ""
             await conn.close()
+
+    async def _end_on_stall(self) -> None:
+        await self._stalled.wait()
+        raise SessionClosed("this worker was stopped for about the leader's timeout: asking")
 
     async def _send(self, conn: Connection) -> None:
         while True:

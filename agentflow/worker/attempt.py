@@ -40,14 +40,19 @@ class Stop:
     def __init__(self) -> None:
         self.requested = False
         self.reason = ""
+        self.kill_now = False  # no SIGTERM grace: the attempt was given to another worker
         self._wakers: list[Callable[[], None]] = []
 
-    def request(self, reason: str) -> None:
+    def request(self, reason: str, kill_now: bool = False) -> None:
+        self.kill_now = self.kill_now or kill_now
         if not self.requested:
             self.requested = True
             self.reason = reason
             for wake in list(self._wakers):
                 wake()
+
+    def grace(self, grace_s: float) -> float:
+        return 0.0 if self.kill_now else grace_s
 
     def on_request(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Calls `wake` when a stop is requested; returns what unsubscribes it."""

@@ -20,6 +20,7 @@ import sys
 import structlog
 
 from agentflow.worker.attempt import Stop, cancel_quietly
+from agentflow.worker.process_groups import Unguarded
 from agentflow.worker.python_pool import PythonPool, run_python
 from agentflow.worker.runs import (
     EXIT_BAD_REQUEST,
@@ -49,6 +50,9 @@ class Executor:
             reaches this size, or after this long.
         kill_grace_s: between SIGTERM and SIGKILL when a task is cancelled or times out.
         python: the interpreter of the pool processes.
+        groups: told of every process group started and ended (the worker's guardian
+            kills what is left of them if the worker dies).
+        pythonpath: directories put first on the pool processes' sys.path.
     """
 
     def __init__(
@@ -59,13 +63,16 @@ class Executor:
         *,
         kill_grace_s: float = 2.0,
         python: str = sys.executable,
+        groups: Unguarded | None = None,
+        pythonpath: tuple[str, ...] = (),
     ) -> None:
         if log_batch_bytes <= 0 or log_batch_seconds <= 0:
             raise ValueError("log batch size and period must be positive")
         self._batch_bytes = log_batch_bytes
         self._batch_s = log_batch_seconds
         self._grace_s = kill_grace_s
-        self._pool = PythonPool(python_pool_size, kill_grace_s, python)
+        self.groups = groups if groups is not None else Unguarded()
+        self._pool = PythonPool(python_pool_size, kill_grace_s, python, self.groups, pythonpath)
         self._active: dict[tuple[str, int], Stop] = {}
         self._finished: dict[tuple[str, int], asyncio.Event] = {}
         self._closed = False
@@ -91,7 +98,14 @@ class Executor:
         try:
             if run.command.startswith(SHELL_PREFIX):
                 return await run_shell(
-                    run, reporter, stop, deadline, self._batch_bytes, self._batch_s, self._grace_s
+                    run,
+                    reporter,
+                    stop,
+                    deadline,
+                    self._batch_bytes,
+                    self._batch_s,
+                    self._grace_s,
+                    self.groups,
                 )
             if run.command.startswith(PYTHON_PREFIX):
                 return await run_python(
@@ -111,16 +125,19 @@ class Executor:
             del self._finished[run.key]
             finished.set()
 
-    async def cancel(self, task_id: str, attempt: int) -> bool:
+    async def cancel(
+        self, task_id: str, attempt: int, reason: str = CANCELLED, kill_now: bool = False
+    ) -> bool:
         """Asks the attempt to end; False if it is not running here.
 
         Returns at once: the process group gets SIGTERM, then SIGKILL after the grace
-        period, and run() returns Outcome(error="cancelled") once it is dead.
+        period (at once with `kill_now`), and run() returns Outcome(error=reason) once
+        it is dead.
         """
         stop = self._active.get((task_id, attempt))
         if stop is None:
             return False
-        stop.request(CANCELLED)
+        stop.request(reason, kill_now=kill_now)
         return True
 
     def running(self) -> list[tuple[str, int]]:

@@ -1,23 +1,21 @@
 """`agentflow-worker`: run tasks for an AgentFlow cluster.
 
-    agentflow-worker --master-url 10.0.0.1:6767,10.0.0.2:6767 --group gpu --gpu-count 1
-
---master-url lists masters' gRPC addresses (any master: followers redirect to the
-leader). The HTTP shim, used when gRPC does not connect, is at --http-url; by default
-the same hosts at port + 1 (a master's default --http-port is its --port + 1).
-Resources are detected (psutil, nvidia-smi) unless given; limits follow seed 004's
-formulas unless WORKER_MAX_CONCURRENT_TASKS, WORKER_TASK_MEMORY_LIMIT_MB or
-WORKER_TASK_CPU_TIME_LIMIT_SEC say otherwise. SIGTERM drains (finishes what runs,
-takes nothing new) and exits; a second SIGTERM exits at once.
+The module docstring is not the help: HELP below is (click's \\b blocks keep the
+examples as written).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,23 +25,116 @@ from agentflow.worker.agent import Agent, AgentConfig, Transport
 from agentflow.worker.executor import Executor
 from agentflow.worker.groups import detect_groups, parse_labels
 from agentflow.worker.limits import AdaptiveConcurrency, compute_limits
+from agentflow.worker.process_groups import Guardian
 from agentflow.worker.resources import available_memory_mb, detect, usage
 
 DEFAULT_MASTER = "127.0.0.1:6767"
+PROG = "agentflow-worker"
+PYTHONPATH_ENV = "AGENTFLOW_WORKER_PYTHONPATH"
+
+HELP = f"""Run tasks for an AgentFlow cluster.
+
+\b
+Examples:
+  {PROG} --master-url 10.0.0.1:6767,10.0.0.2:6767 --group gpu --gpu-count 1
+  {PROG} --master-url 10.0.0.1:6767 --pythonpath ./tasks --label zone=a
+  MASTER_URL=10.0.0.1:6767 WORKER_GROUP=etl {PROG}
+
+--master-url lists masters' gRPC addresses (any master: followers redirect to the
+leader). The HTTP shim, used when gRPC does not connect, is at --http-url; by default
+each master's host at its gRPC port + 1, the port a master's --http-port defaults to.
+
+python:<module>:<function> tasks import <module> on this worker: put its directory
+on --pythonpath (or in the task's cwd).
+
+\b
+Limits, unless WORKER_MAX_CONCURRENT_TASKS, WORKER_TASK_MEMORY_LIMIT_MB or
+WORKER_TASK_CPU_TIME_LIMIT_SEC say otherwise (see docs/workers.md):
+  tasks at once   min(cores, available GB / 2, 10), at least 1
+  memory per task 70 % of memory / tasks at once, within 512-4096 MB
+  CPU time        min(1800, max(300, cores x 60)) s
+
+SIGTERM drains (finishes what runs, takes nothing new) and exits; a second SIGTERM
+exits at once. Process groups of tasks never outlive the worker: its guardian
+process kills them if it dies (records in --state-dir).
+"""
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message names what failed."""
+
+
+class _OneLineErrors(click.Command):
+    """Every failure to start is one line on stderr and a non-zero exit: usage errors
+    (2) as well as what fails once the flags parsed (1). No usage dump, no traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"{PROG}: error: {exc.format_message()} (see {PROG} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(1)
+        except StartupError as exc:
+            click.echo(f"{PROG}: error: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def split_urls(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
 
 
-def default_http_url(master: str) -> str:
-    """`host:6767` -> `http://host:6768` (the masters' default port pair)."""
+def _host_port(url: str, flag: str) -> tuple[str, int]:
+    bare = url
     for scheme in ("grpc://", "http://", "https://"):
-        master = master.removeprefix(scheme)
-    host, _, port = master.rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--master-url: {master!r} is not host:port")
-    return f"http://{host}:{int(port) + 1}"
+        bare = bare.removeprefix(scheme)
+    host, _, port = bare.rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{flag}: {url!r} is not host:port (port 1-65535)")
+    return host, int(port)
+
+
+def default_http_url(master: str) -> str:
+    """`host:6767` -> `http://host:6768`: a master's default HTTP port is its gRPC
+    port + 1."""
+    host, port = _host_port(master, "--master-url")
+    if port == 65535:
+        raise ValueError(f"--master-url: {master!r}: port + 1 is not a port; give --http-url")
+    return f"http://{host}:{port + 1}"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "agentflow" / "worker"
+
+
+def usable_state_dir(given: Path | None) -> Path:
+    """The state dir: the one given (StartupError if unusable), else the default,
+    else one under the system's temp dir (a read-only home must not stop a worker)."""
+    candidates = (
+        [given]
+        if given is not None
+        else [default_state_dir(), Path(tempfile.gettempdir()) / f"agentflow-worker-{os.getuid()}"]
+    )
+    error: OSError | None = None
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return path
+        except OSError as exc:
+            error = exc
+    assert error is not None
+    raise StartupError(f"--state-dir {candidates[-1]}: not usable: {error.strerror or error}")
 
 
 def build_config(
@@ -65,7 +156,14 @@ def build_config(
     """The agent's configuration and its maximum concurrency. ValueError names the
     flag or variable at fault."""
     masters = split_urls(master_url)
-    https = split_urls(http_url) or tuple(default_http_url(m) for m in masters)
+    for m in masters:
+        _host_port(m, "--master-url")
+    https = split_urls(http_url)
+    for h in https:
+        _host_port(h, "--http-url")
+    https = https or tuple(default_http_url(m) for m in masters)
+    if cpu_cores is not None and not math.isfinite(cpu_cores):
+        raise ValueError(f"--cpu-cores must be a finite number, got {cpu_cores}")
     res = detect(cpu_cores=cpu_cores, memory_mb=memory_mb, gpu_count=gpu_count)
     available = available_memory_mb()
     if memory_mb is not None:
@@ -97,46 +195,110 @@ def build_config(
     return config, limits.max_concurrent_tasks
 
 
-async def serve(agent: Agent) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.request_stop)
-    with contextlib.suppress(asyncio.CancelledError):
-        await agent.run()
+async def serve(agent: Agent, guardian: Guardian) -> None:
+    """Starts the guardian and the python pool (StartupError naming what failed),
+    then runs the agent until it stops."""
+    try:
+        await guardian.start()
+    except OSError as exc:
+        raise StartupError(f"--state-dir {guardian.state_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            await agent.executor.start()
+        except Exception as exc:
+            raise StartupError(f"the python pool (--python-pool-size): {exc}") from None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.request_stop)
+        async with asyncio.TaskGroup() as tg:
+            watching = tg.create_task(guardian.watch())
+            with contextlib.suppress(asyncio.CancelledError):
+                await agent.run()
+            watching.cancel()
+    finally:
+        await agent.executor.close()
+        await guardian.close()
 
 
-@click.command(help=__doc__)
+class _Finite(click.FloatRange):
+    """A finite number in range (FloatRange alone lets nan through: every comparison
+    with it is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_POSITIVE = _Finite(min=0, min_open=True)
+
+
+@click.command(cls=_OneLineErrors, help=HELP, context_settings={"max_content_width": 100})
 @click.option(
     "--master-url",
     envvar="MASTER_URL",
     default=DEFAULT_MASTER,
     show_default=True,
     metavar="URL[,URL]",
-    help="Masters' gRPC addresses. [env: MASTER_URL]",
+    help="Masters' gRPC addresses, host:port. [env: MASTER_URL]",
 )
 @click.option(
     "--http-url",
     envvar="WORKER_HTTP_URL",
     default="",
     metavar="URL[,URL]",
-    help="Masters' HTTP URLs for the shim. [default: master ports + 1]",
+    help="Masters' HTTP URLs for the shim. [env: WORKER_HTTP_URL]"
+    " [default: each --master-url host at its port + 1]",
 )
 @click.option(
     "--worker-id",
     envvar="WORKER_ID",
     default=socket.gethostname,
     show_default="the host name",
-    help="Unique among live workers.",
+    help="Unique among live workers. [env: WORKER_ID]",
 )
 @click.option(
     "--group",
     default=None,
-    help="Group(s), comma-separated. [env: WORKER_GROUP; else docker/k8s/OS]",
+    help="Group(s), comma-separated. [env: WORKER_GROUP] [default: docker, k8s or the OS"
+    " name, and default]",
 )
-@click.option("--label", "labels", multiple=True, metavar="K=V", help="Repeatable.")
-@click.option("--cpu-cores", type=float, default=None, help="Override detection.")
-@click.option("--memory-mb", type=int, default=None, help="Override detection.")
-@click.option("--gpu-count", type=int, default=None, help="Override detection.")
+@click.option(
+    "--label", "labels", multiple=True, metavar="K=V", help="A label tasks can require; repeatable."
+)
+@click.option("--cpu-cores", type=float, default=None, help="Cores to offer. [default: detected]")
+@click.option(
+    "--memory-mb",
+    type=click.IntRange(min=1, max=2**40),
+    default=None,
+    help="Memory to offer, MB. [default: detected]",
+)
+@click.option(
+    "--gpu-count",
+    type=click.IntRange(min=0, max=1024),
+    default=None,
+    help="GPUs to offer. [default: detected with nvidia-smi]",
+)
+@click.option(
+    "--pythonpath",
+    "pythonpath",
+    multiple=True,
+    envvar=PYTHONPATH_ENV,
+    type=click.Path(exists=True, file_okay=False, resolve_path=True),
+    metavar="DIR",
+    help="Put DIR first on python tasks' sys.path; repeatable."
+    f" [env: {PYTHONPATH_ENV}, {os.pathsep}-separated]",
+)
+@click.option(
+    "--state-dir",
+    envvar="WORKER_STATE_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the worker records its tasks' process groups, so that a worker started"
+    " later kills what a dead one left. [env: WORKER_STATE_DIR]"
+    " [default: $XDG_STATE_HOME/agentflow/worker, else ~/.local/state/agentflow/worker]",
+)
 @click.option(
     "--transport",
     type=click.Choice(["auto", "grpc", "http"]),
@@ -146,36 +308,42 @@ async def serve(agent: Agent) -> None:
 )
 @click.option(
     "--reconnect-base",
-    type=float,
+    type=_POSITIVE,
     default=5.0,
     show_default=True,
-    help="First reconnect delay, seconds (doubles per failure).",
+    help="First reconnect delay, seconds (doubles per failure, with jitter).",
 )
-@click.option("--reconnect-max", type=float, default=60.0, show_default=True)
+@click.option(
+    "--reconnect-max",
+    type=_POSITIVE,
+    default=60.0,
+    show_default=True,
+    help="Longest reconnect delay, seconds.",
+)
 @click.option(
     "--connect-timeout",
-    type=float,
+    type=_POSITIVE,
     default=1.0,
     show_default=True,
     help="Seconds to wait for a master to answer a connect; a dead leader costs this at failover.",
 )
 @click.option(
     "--drain-timeout",
-    type=float,
+    type=_POSITIVE,
     default=600.0,
     show_default=True,
     help="After SIGTERM, exit anyway after this many seconds.",
 )
 @click.option(
     "--python-pool-size",
-    type=int,
+    type=click.IntRange(min=0, max=256),
     default=2,
     show_default=True,
-    help="Warm processes for python: tasks.",
+    help="Warm processes kept ready for python: tasks.",
 )
 @click.option(
     "--result-linger-ms",
-    type=click.FloatRange(min=0),
+    type=_Finite(min=0, max=10_000),
     default=5.0,
     show_default=True,
     help="While more assigned tasks wait here, a result waits this long for others to "
@@ -190,6 +358,8 @@ def main(
     cpu_cores: float | None,
     memory_mb: int | None,
     gpu_count: int | None,
+    pythonpath: tuple[str, ...],
+    state_dir: Path | None,
     transport: str,
     reconnect_base: float,
     reconnect_max: float,
@@ -218,13 +388,15 @@ def main(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    guardian = Guardian(usable_state_dir(state_dir))
     agent = Agent(
         config,
-        Executor(python_pool_size=python_pool_size),
+        Executor(python_pool_size=python_pool_size, groups=guardian, pythonpath=pythonpath),
         AdaptiveConcurrency(maximum=max_concurrent),
         usage=usage,
     )
-    asyncio.run(serve(agent))
+    guardian.on_frozen = agent.groups_frozen
+    asyncio.run(serve(agent, guardian))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,23 @@ def parse_args(args_json: str) -> tuple[list[Any], dict[str, Any]]:
     raise TypeError(f"args_json must be a JSON array or object, not {type(value).__name__}")
 
 
+class TaskNotFoundError(ModuleNotFoundError):
+    """The task's module is not importable here: says where the worker looked."""
+
+
 def resolve(module_name: str, function: str) -> Any:
-    target: Any = importlib.import_module(module_name)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise  # the module exists; something it imports does not
+        looked = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        raise TaskNotFoundError(
+            f"No module named {exc.name!r} on the worker's sys.path ({looked}); make it"
+            " importable with agentflow-worker --pythonpath DIR (or"
+            " AGENTFLOW_WORKER_PYTHONPATH), or give the task a cwd that holds it",
+            name=exc.name,
+        ) from None
     for part in function.split("."):
         target = getattr(target, part)
     if not callable(target):
@@ -70,8 +85,11 @@ def resolve(module_name: str, function: str) -> Any:
 
 def error_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return line if len(line) <= ERROR_LINE_LIMIT else line[: ERROR_LINE_LIMIT - 3] + "..."
+    name = "ModuleNotFoundError" if isinstance(exc, TaskNotFoundError) else type(exc).__name__
+    line = f"{name}: {text[0]}" if text else name
+    # Where the worker looked is the point of that error: it gets the room a path needs.
+    limit = 4 * ERROR_LINE_LIMIT if isinstance(exc, TaskNotFoundError) else ERROR_LINE_LIMIT
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class JobState:
@@ -216,6 +234,8 @@ def watch_parent(parent: int) -> None:
 
 def main() -> int:
     sock = socket.socket(fileno=int(sys.argv[1]))
+    # agentflow-worker --pythonpath, in order, ahead of everything but the task's cwd.
+    sys.path[0:0] = sys.argv[2:]
     sock.setblocking(True)
     _, hard = resource.getrlimit(resource.RLIMIT_CORE)
     resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # SIGXCPU would dump core

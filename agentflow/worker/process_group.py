@@ -31,9 +31,11 @@ async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float) -> N
 
     The grace is measured on the leader: once it is gone the rest of the group gets
     SIGKILL at once, since a task's children have no reason to outlive it. SIGCONT
-    follows SIGTERM so a stopped group can act on it.
+    follows SIGTERM so a stopped group can act on it. No grace (0) is SIGKILL alone:
+    an attempt the leader has given to another worker must not run even its
+    SIGTERM handler.
     """
-    if proc.returncode is None and signal_group(proc.pid, signal.SIGTERM):
+    if grace_s > 0 and proc.returncode is None and signal_group(proc.pid, signal.SIGTERM):
         signal_group(proc.pid, signal.SIGCONT)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), grace_s)

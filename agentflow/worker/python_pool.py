@@ -30,6 +30,7 @@ from agentflow.worker import rlimits
 from agentflow.worker.attempt import OutputPipes, Stop, race, report
 from agentflow.worker.pool_protocol import JOB_MARKER, FrameBuffer, encode
 from agentflow.worker.process_group import terminate_group
+from agentflow.worker.process_groups import Unguarded
 from agentflow.worker.runs import (
     EXIT_BAD_REQUEST,
     EXIT_NOT_STARTED,
@@ -76,14 +77,21 @@ def check_args_json(args_json: str) -> None:
 class PoolProcess:
     """One pool process and its socket. Runs one job at a time."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, sock: socket.socket, groups: Unguarded
+    ) -> None:
         self.proc = proc
         self.sock = sock
+        self.groups = groups
         self._buffer = FrameBuffer()
         self._frames: collections.deque[dict[str, Any]] = collections.deque()
 
     @classmethod
-    async def spawn(cls, python: str) -> PoolProcess:
+    async def spawn(
+        cls, python: str, groups: Unguarded | None = None, pythonpath: tuple[str, ...] = ()
+    ) -> PoolProcess:
+        """`pythonpath`: directories the process puts first on its sys.path."""
+        groups = groups if groups is not None else Unguarded()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -91,6 +99,7 @@ class PoolProcess:
                 "-m",
                 CHILD_MODULE,
                 str(theirs.fileno()),
+                *pythonpath,
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -101,8 +110,9 @@ class PoolProcess:
             raise
         finally:
             theirs.close()
+        groups.started(proc.pid)
         ours.setblocking(False)
-        child = cls(proc, ours)
+        child = cls(proc, ours, groups)
         try:
             ready = await asyncio.wait_for(child.next_frame(), START_TIMEOUT_S)
         except BaseException:
@@ -141,14 +151,24 @@ class PoolProcess:
         try:
             await terminate_group(self.proc, grace_s)
         finally:
+            self.groups.ended(self.proc.pid)
             self.sock.close()
 
 
 class PythonPool:
-    def __init__(self, size: int, grace_s: float, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        size: int,
+        grace_s: float,
+        python: str = sys.executable,
+        groups: Unguarded | None = None,
+        pythonpath: tuple[str, ...] = (),
+    ) -> None:
         self.size = max(0, size)
         self.grace_s = grace_s
         self.python = python
+        self.groups = groups if groups is not None else Unguarded()
+        self.pythonpath = pythonpath
         self._idle: collections.deque[PoolProcess] = collections.deque()
         self._busy: set[PoolProcess] = set()
         self._starting = 0
@@ -167,7 +187,11 @@ class PythonPool:
         self._starting += needed
         try:
             results = await asyncio.gather(
-                *(PoolProcess.spawn(self.python) for _ in range(needed)), return_exceptions=True
+                *(
+                    PoolProcess.spawn(self.python, self.groups, self.pythonpath)
+                    for _ in range(needed)
+                ),
+                return_exceptions=True,
             )
         finally:
             self._starting -= needed
@@ -190,7 +214,9 @@ class PythonPool:
             self._refill()
         # Never cancel a start half-way (asyncio would lose the process it created):
         # if our caller gives up, the new process joins the idle set instead.
-        spawn = asyncio.get_running_loop().create_task(PoolProcess.spawn(self.python))
+        spawn = asyncio.get_running_loop().create_task(
+            PoolProcess.spawn(self.python, self.groups, self.pythonpath)
+        )
         try:
             child = await asyncio.shield(spawn)
         except asyncio.CancelledError:
@@ -210,11 +236,11 @@ class PythonPool:
             self._retire(child)
         self._refill()
 
-    async def discard(self, child: PoolProcess) -> None:
+    async def discard(self, child: PoolProcess, grace_s: float | None = None) -> None:
         """Kills a busy process now (its job was cancelled or timed out)."""
         self._busy.discard(child)
         try:
-            await child.kill(self.grace_s)
+            await child.kill(self.grace_s if grace_s is None else grace_s)
         finally:
             self._refill()
 
@@ -247,7 +273,7 @@ class PythonPool:
 
     async def _start_one(self) -> None:
         try:
-            child = await PoolProcess.spawn(self.python)
+            child = await PoolProcess.spawn(self.python, self.groups, self.pythonpath)
         except Exception as exc:
             # Not retried in a loop: the next release or acquire tries again.
             log.warning("python pool process failed to start", error=str(exc))
@@ -330,7 +356,7 @@ async def run_python(
             pool.release(child, reusable=reusable and result.get("stray_threads", 0) <= 0)
         else:
             # Cancelled, timed out or died: the job's whole group is dead before we return.
-            await pool.discard(child)
+            await pool.discard(child, stop.grace(pool.grace_s))
         settled = True
     finally:
         if not settled:  # we are being cancelled ourselves

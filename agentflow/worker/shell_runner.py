@@ -13,6 +13,7 @@ import subprocess
 from agentflow.worker import rlimits
 from agentflow.worker.attempt import OutputPipes, Stop, race
 from agentflow.worker.process_group import kill_group, terminate_group
+from agentflow.worker.process_groups import Unguarded
 from agentflow.worker.runs import (
     EXIT_NOT_STARTED,
     SHELL_PREFIX,
@@ -33,6 +34,7 @@ async def run_shell(
     batch_bytes: int,
     batch_s: float,
     grace_s: float,
+    groups: Unguarded,
 ) -> Outcome:
     command = run.command.removeprefix(SHELL_PREFIX)
     argv = rlimits.shell_argv(command, run.memory_limit_mb, run.cpu_time_limit_s)
@@ -51,6 +53,7 @@ async def run_shell(
     except OSError as exc:
         await pipes.finish(drain_s=0)
         return failed(EXIT_NOT_STARTED, f"could not start: {exc}")
+    groups.started(proc.pid)
     pipes.started()
     ending = "done"
     try:
@@ -59,11 +62,12 @@ async def run_shell(
             # The task is over; children it left behind would hold the pipes open.
             kill_group(proc)
         else:
-            await terminate_group(proc, grace_s)
+            await terminate_group(proc, stop.grace(grace_s))
     finally:
         if proc.returncode is None:  # we are being cancelled: do not leave it running
             kill_group(proc)
             await asyncio.shield(proc.wait())
+        groups.ended(proc.pid)
         stdout_tail, stderr_tail = await pipes.finish()
     code = proc.returncode
     assert code is not None

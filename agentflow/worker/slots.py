@@ -31,7 +31,9 @@ class TaskExecutor(Protocol):
 
     async def start(self) -> None: ...
     async def run(self, run: TaskRun, reporter: Reporter) -> Outcome: ...
-    async def cancel(self, task_id: str, attempt: int) -> bool: ...
+    async def cancel(
+        self, task_id: str, attempt: int, reason: str = ..., kill_now: bool = ...
+    ) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -136,6 +138,23 @@ class TaskSlots:
             was_waiting=was_waiting,
         )
         self._on_settled()
+
+    async def abandon(self, reason: str) -> list[Key]:
+        """Drops every attempt held (the leader declared this worker lost and gave them
+        to others): waiting ones are forgotten, running ones killed without grace; no
+        result is reported for any. Returns what was dropped."""
+        dropped = self.holding()
+        self._pending.clear()
+        self._pending_keys.clear()
+        running = list(self._running)
+        self.cancelled.update(running)
+        self.outbound.forget_queued(running)
+        for key in running:
+            await self.executor.cancel(*key, reason=reason, kill_now=True)
+        if dropped:
+            log.warning("worker.abandoned", attempts=len(dropped), reason=reason)
+        self._on_settled()
+        return dropped
 
     # -- running ---------------------------------------------------------------------------
 

@@ -394,6 +394,7 @@ def test_worker_cli_rejects_bad_flags() -> None:
     )
     assert result.returncode == 2
     assert "--cpu-cores must be > 0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 async def test_task_over_its_memory_limit_fails_clearly(env: Env, client: AsyncClient) -> None:

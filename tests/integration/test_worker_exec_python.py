@@ -95,7 +95,12 @@ async def test_exception_gives_the_exception_line(executor: Executor) -> None:
 
 async def test_missing_module_and_function(executor: Executor) -> None:
     outcome = await executor.run(TaskRun("t", 1, "python:no_such_module_x:f"), RecordingReporter())
-    assert outcome.error == "ModuleNotFoundError: No module named 'no_such_module_x'"
+    # The error says where the worker looked (its sys.path) and how to extend it.
+    assert outcome.error.startswith(
+        "ModuleNotFoundError: No module named 'no_such_module_x' on the worker's sys.path ("
+    ), outcome.error
+    assert sys.executable.rsplit("/bin/", 1)[0] in outcome.error or "site-packages" in outcome.error
+    assert "--pythonpath DIR" in outcome.error
     outcome = await call(executor, "no_such_function")
     assert outcome.error.startswith("AttributeError: module 'agentflow.worker.testing_tasks'")
 
@@ -301,3 +306,17 @@ async def test_close_kills_the_pool(tmp_path: Path) -> None:
     await ex.close()
     assert (await running).error == "cancelled: worker shutting down"
     assert await all_gone(list(pids))
+
+
+async def test_pythonpath_makes_a_module_importable(tmp_path: Path) -> None:
+    (tmp_path / "my_tasks_mod.py").write_text("def hello(name):\n    return 'hi ' + name\n")
+    executor = Executor(python_pool_size=1, pythonpath=(str(tmp_path),))
+    await executor.start()
+    try:
+        outcome = await executor.run(
+            TaskRun("t", 1, "python:my_tasks_mod:hello", args_json='["x"]'), RecordingReporter()
+        )
+    finally:
+        await executor.close()
+    assert outcome.success, outcome.error
+    assert outcome.value_json == '"hi x"'

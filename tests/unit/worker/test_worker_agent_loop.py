@@ -118,7 +118,9 @@ class FakeExecutor:
         await self.release.wait()
         return Outcome(success=True, exit_code=0, stdout_tail="out", stderr_tail="")
 
-    async def cancel(self, task_id: str, attempt: int) -> bool:
+    async def cancel(
+        self, task_id: str, attempt: int, reason: str = "cancelled", kill_now: bool = False
+    ) -> bool:
         self.cancelled.append((task_id, attempt))
         return True
 
