@@ -16,9 +16,11 @@ from agentflow.state.limits import MAX_REQUEST_ID_LENGTH
 __all__ = [
     "GROUP",
     "ID",
+    "REQUEST_DIGEST_BYTES",
     "check_group",
     "check_id",
     "check_no_nul",
+    "check_request_digest",
     "check_request_id",
     "check_size",
     "invalid",
@@ -73,6 +75,14 @@ def check_id(value: str, field: str, what: str = "id") -> None:
         # Generated task ids are plain numbers; a client id that looked like one could
         # collide with an id the state machine hands out later.
         raise invalid(field, f"invalid {what} {value!r}: all-digit ids are reserved")
+
+
+REQUEST_DIGEST_BYTES = 32  # SHA-256
+
+
+def check_request_digest(value: bytes, field: str = "request_digest") -> None:
+    if value and len(value) != REQUEST_DIGEST_BYTES:
+        raise invalid(field, f"{len(value)} bytes (a SHA-256 digest is {REQUEST_DIGEST_BYTES})")
 
 
 def check_request_id(value: str, field: str = "request_id") -> None:
