@@ -140,7 +140,7 @@ class TaskSpec:
     `name` 256 characters (not blank), at most 64 `labels` of 256 bytes;
     0 <= cpu <= 4096, memory_mb <= 64 TiB in MB, gpus <= 1024, max_retries <= 100,
     timeout <= 30 days, retry_backoff <= 1 day (seconds; at least 1 ms when not 0);
-    at most 1,000 dependencies per task.
+    at most 10,000 dependencies per task.
     """
 
     command: str

@@ -44,7 +44,7 @@ __all__ = [
 MAX_BATCH_TASKS = 10_000
 MAX_WORKFLOW_TASKS = 10_000
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # the serialized task specs of one request
-MAX_TASK_DEPENDENCIES = 1_000  # of one task
+MAX_TASK_DEPENDENCIES = 10_000  # of one task: a fan-in over a whole workflow
 MAX_REQUEST_DEPENDENCIES = 50_000  # summed over the tasks of one request
 MAX_REQUEST_ID_LENGTH = 128
 
