@@ -583,6 +583,7 @@ class Command(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NOW_MS_FIELD_NUMBER: _builtins.int
+    REQUEST_DIGEST_FIELD_NUMBER: _builtins.int
     SUBMIT_TASKS_FIELD_NUMBER: _builtins.int
     SUBMIT_WORKFLOW_FIELD_NUMBER: _builtins.int
     ASSIGN_TASKS_FIELD_NUMBER: _builtins.int
@@ -600,6 +601,11 @@ class Command(_message.Message):
     """a client's idempotency key; empty = none"""
     now_ms: _builtins.int
     """the leader's wall clock when it proposed this command"""
+    request_digest: _builtins.bytes
+    """SHA-256 of the client's request, computed by the master that received it, so
+    that a request id reused for a different request is refused instead of being
+    answered as a duplicate. Empty: not checked (commands the cluster makes itself).
+    """
     @_builtins.property
     def submit_tasks(self) -> Global___SubmitTasks: ...
     @_builtins.property
@@ -631,6 +637,7 @@ class Command(_message.Message):
         *,
         request_id: _builtins.str = ...,
         now_ms: _builtins.int = ...,
+        request_digest: _builtins.bytes = ...,
         submit_tasks: Global___SubmitTasks | None = ...,
         submit_workflow: Global___SubmitWorkflow | None = ...,
         assign_tasks: Global___AssignTasks | None = ...,
@@ -647,7 +654,7 @@ class Command(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
@@ -1198,8 +1205,11 @@ class RequestRecord(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RECORDED_MS_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     recorded_ms: _builtins.int
+    digest: _builtins.bytes
+    """Command.request_digest of the first request with this id"""
     @_builtins.property
     def result(self) -> Global___CommandResult: ...
     def __init__(
@@ -1208,10 +1218,11 @@ class RequestRecord(_message.Message):
         request_id: _builtins.str = ...,
         recorded_ms: _builtins.int = ...,
         result: Global___CommandResult | None = ...,
+        digest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded_ms", b"recorded_ms", "request_id", b"request_id", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "recorded_ms", b"recorded_ms", "request_id", b"request_id", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

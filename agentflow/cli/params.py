@@ -77,6 +77,8 @@ class JsonType(_Param):
             return value
         try:
             return json.loads(value)
+        except RecursionError:
+            self.fail("invalid JSON: nested too deeply", param, ctx)
         except ValueError as exc:
             self.fail(f"invalid JSON: {exc}", param, ctx)
 

@@ -83,6 +83,8 @@ def add(
     task_id: str,
 ) -> None:
     """Submit one task named TITLE."""
+    if not title.strip():
+        raise click.BadParameter("must not be empty", param_hint="TITLE")
     new_id = app.client.submit(
         command, name=title, group=group, priority=priority, cpu=cpu, memory_mb=memory_mb,
         gpus=gpus, labels=dict(labels), env=dict(env), cwd=cwd, args=args,

@@ -129,9 +129,18 @@ class TaskSpec:
     """A task to submit. `command` is `shell:<command line>` or `python:<module>:<function>`.
 
     Empty/None fields take the cluster's defaults (group "default", priority NORMAL,
-    retry backoff 1 s, no timeout). `args` is any JSON value, passed to a python task.
-    `dependencies` name existing tasks, earlier tasks of the same batch, or (inside a
-    workflow) the workflow's own task ids.
+    retry backoff 1 s, no timeout). `args` is a JSON array or object, passed to a python
+    task (a shell task takes none). `dependencies` name existing tasks, earlier tasks of
+    the same batch, or (inside a workflow) the workflow's own task ids.
+
+    Checked on submit (InvalidArgumentError naming the field), with the cluster's bounds
+    (`agentflow.state.limits`, listed in docs/cli.md): every string valid UTF-8, and no
+    NUL in `command`, `env` or `cwd`; `command` at most 128 KiB, `args` at most 1 MiB
+    and 64 levels deep, `env` at most 1,000 variables and 128 KiB, `cwd` 4,096 bytes,
+    `name` 256 characters (not blank), at most 64 `labels` of 256 bytes;
+    0 <= cpu <= 4096, memory_mb <= 64 TiB in MB, gpus <= 1024, max_retries <= 100,
+    timeout <= 30 days, retry_backoff <= 1 day (seconds; at least 1 ms when not 0);
+    at most 10,000 dependencies per task.
     """
 
     command: str
@@ -155,7 +164,11 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class Workflow:
-    """A DAG of tasks submitted together; dependencies use the tasks' own `id`s."""
+    """A DAG of tasks submitted together; dependencies use the tasks' own `id`s.
+
+    At most 10,000 tasks, 4 MiB of serialized specs and 50,000 dependencies in all
+    (one batch of `submit_many` has the same caps): see docs/cli.md.
+    """
 
     tasks: Sequence[TaskSpec]
     _: KW_ONLY

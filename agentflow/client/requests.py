@@ -12,7 +12,10 @@ from agentflow.client.errors import InvalidArgumentError
 from agentflow.client.models import PriorityLike, TaskSpec, TaskState, Workflow
 from agentflow.client.validation import (
     check_id,
+    check_list_filter,
+    check_text,
     checked_batch,
+    checked_request_id,
     checked_workflow,
     parse_priority,
 )
@@ -28,7 +31,7 @@ def new_request_id() -> str:
 def _request_id(request_id: str | None) -> str:
     if request_id is None:
         return new_request_id()
-    return check_id(request_id, "request_id")
+    return checked_request_id(request_id)
 
 
 def task_spec(command: str, **fields: Any) -> TaskSpec:
@@ -87,6 +90,7 @@ def list_tasks(
         raise InvalidArgumentError("page_size", f"must be a whole number, got {page_size!r}")
     if not 0 < page_size <= MAX_PAGE_SIZE:
         raise InvalidArgumentError("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+    group, workflow_id = check_list_filter(group, workflow_id)
     return api.ListTasksRequest(
         states=parsed,
         group=group,
@@ -109,7 +113,7 @@ def watch_tasks(
         check_id(task_id, f"task_ids[{i}]")
     return api.WatchTasksRequest(
         task_ids=ids,
-        workflow_id=workflow_id,
+        workflow_id=check_text(workflow_id, "workflow_id"),
         include_progress=include_progress,
         must_exist=must_exist,
         final_only=final_only,
@@ -142,8 +146,8 @@ def cancel(
     return api.CancelRequest(
         request_id=_request_id(request_id),
         task_ids=ids,
-        workflow_id=workflow_id,
-        reason=reason,
+        workflow_id=check_text(workflow_id, "workflow_id"),
+        reason=check_text(reason, "reason"),
     )
 
 
@@ -163,7 +167,7 @@ def explain(task_id: str) -> api.ExplainRequest:
 
 
 def list_workers(group: str) -> api.ListWorkersRequest:
-    return api.ListWorkersRequest(group=group)
+    return api.ListWorkersRequest(group=check_text(group, "group"))
 
 
 def cluster_status() -> api.ClusterStatusRequest:

@@ -24,15 +24,25 @@ from agentflow._proto import state_pb2
 from agentflow.client import convert
 from agentflow.client.errors import InvalidArgumentError, sdk_field
 from agentflow.client.models import OnFailure, Priority, PriorityLike, TaskSpec, Workflow
+from agentflow.state import limits
 from agentflow.state.errors import StateError
-from agentflow.state.validate import validate_submit_tasks, validate_workflow_spec
+from agentflow.state.fields import json_depth
+from agentflow.state.validate import (
+    check_request_id,
+    validate_list_filter,
+    validate_submit_tasks,
+    validate_workflow_spec,
+)
 
 __all__ = [
     "check_batch",
     "check_id",
+    "check_list_filter",
     "check_spec",
+    "check_text",
     "check_workflow",
     "checked_batch",
+    "checked_request_id",
     "checked_workflow",
     "parse_priority",
     "suggest",
@@ -59,34 +69,58 @@ def parse_priority(value: PriorityLike, field: str = "priority") -> Priority:
         raise InvalidArgumentError(field, f"unknown level {value!r} (expected {_LEVELS})") from None
 
 
+def _utf8(value: str, field: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate: what Python makes of bytes that are not UTF-8 (a shell's
+        # $'\xff', a file name in another encoding). Protobuf strings cannot hold it.
+        bad = value[exc.start : exc.start + 1]
+        raise InvalidArgumentError(
+            field, f"not valid UTF-8 (character {exc.start}: {bad!r}, from undecodable bytes)"
+        ) from None
+    return value
+
+
+def check_text(value: object, field: str) -> str:
+    """A string that protobuf can carry (valid UTF-8)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, f"must be a string, got {_kind(value)}")
+    return _utf8(value, field)
+
+
 def check_id(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(field, "must be a non-empty string")
+    return _utf8(value, field)
+
+
+def _count(value: object, field: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise InvalidArgumentError(field, f"must be a whole number 0..{limit}, got {value!r}")
     return value
 
 
-def _text(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(field, f"must be a string, got {_kind(value)}")
-    return value
-
-
-def _count(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgumentError(field, f"must be a whole number >= 0, got {value!r}")
-    return value
-
-
-def _amount(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgumentError(field, f"must be a number >= 0, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgumentError(field, f"must be a finite number >= 0, got {value!r}")
+def _amount(value: object, field: str, limit: float, unit: str) -> float:
+    bound = int(limit) if float(limit).is_integer() else limit
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= limit
+    ):
+        raise InvalidArgumentError(field, f"must be a number 0..{bound}{unit}, got {value!r}")
     return float(value)
 
 
-def _seconds(value: object, field: str) -> float | None:
-    return None if value is None else _amount(value, field)
+def _seconds(value: object, field: str, limit_ms: int) -> float | None:
+    if value is None:
+        return None
+    seconds = _amount(value, field, limit_ms / 1000, " s")
+    if 0 < seconds < 0.0005:
+        # Sent in whole milliseconds: it would round to 0, which means "none".
+        raise InvalidArgumentError(field, f"must be 0 (none) or at least 1 ms, got {value!r}")
+    return seconds
 
 
 def _string_map(value: object, field: str) -> dict[str, str]:
@@ -96,9 +130,10 @@ def _string_map(value: object, field: str) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(field, f"keys must be non-empty strings, got {key!r}")
+        _utf8(key, f"{field}[{key!r}]")
         if not isinstance(item, str):
             raise InvalidArgumentError(f"{field}.{key}", f"must be a string, got {_kind(item)}")
-        out[key] = item
+        out[key] = _utf8(item, f"{field}[{key!r}]")
     return out
 
 
@@ -107,9 +142,14 @@ def _args(value: object, field: str) -> Any:
         return None
     if not isinstance(value, list | tuple | dict):
         raise InvalidArgumentError(field, f"must be a JSON array or object, got {_kind(value)}")
+    # Before json.dumps, which recurses: 5,000 levels would be a RecursionError.
+    if json_depth(value, limits.MAX_ARGS_DEPTH) > limits.MAX_ARGS_DEPTH:
+        raise InvalidArgumentError(
+            field, f"JSON nested more than {limits.MAX_ARGS_DEPTH} levels deep"
+        )
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgumentError(field, f"not JSON-serializable: {exc}") from None
     return value
 
@@ -146,25 +186,44 @@ def check_spec(spec: TaskSpec, path: str = "") -> TaskSpec:
         check_id(spec.id, f(path, "id"))
     return replace(
         spec,
-        command=_text(spec.command, f(path, "command")),
-        id=_text(spec.id, f(path, "id")),
-        name=_text(spec.name, f(path, "name")),
-        group=_text(spec.group, f(path, "group")),
+        command=check_text(spec.command, f(path, "command")),
+        id=check_text(spec.id, f(path, "id")),
+        name=check_text(spec.name, f(path, "name")),
+        group=check_text(spec.group, f(path, "group")),
         priority=None
         if spec.priority is None
         else parse_priority(spec.priority, f(path, "priority")),
-        cpu=_amount(spec.cpu, f(path, "cpu")),
-        memory_mb=_count(spec.memory_mb, f(path, "memory_mb")),
-        gpus=_count(spec.gpus, f(path, "gpus")),
+        cpu=_amount(spec.cpu, f(path, "cpu"), limits.MAX_CPU, " cores"),
+        memory_mb=_count(spec.memory_mb, f(path, "memory_mb"), limits.MAX_MEMORY_MB),
+        gpus=_count(spec.gpus, f(path, "gpus"), limits.MAX_GPUS),
         labels=_string_map(spec.labels, f(path, "labels")),
         env=_string_map(spec.env, f(path, "env")),
-        cwd=_text(spec.cwd, f(path, "cwd")),
+        cwd=check_text(spec.cwd, f(path, "cwd")),
         args=_args(spec.args, f(path, "args")),
-        max_retries=_count(spec.max_retries, f(path, "max_retries")),
-        retry_backoff=_seconds(spec.retry_backoff, f(path, "retry_backoff")),
-        timeout=_seconds(spec.timeout, f(path, "timeout")),
+        max_retries=_count(spec.max_retries, f(path, "max_retries"), limits.MAX_MAX_RETRIES),
+        retry_backoff=_seconds(
+            spec.retry_backoff, f(path, "retry_backoff"), limits.MAX_RETRY_BACKOFF_MS
+        ),
+        timeout=_seconds(spec.timeout, f(path, "timeout"), limits.MAX_TIMEOUT_MS),
         dependencies=_dependencies(spec.dependencies, f(path, "dependencies")),
     )
+
+
+def check_list_filter(group: object, workflow_id: object) -> tuple[str, str]:
+    """The group and workflow filters of a task listing: a filter no task could match
+    by its form is an error (as on the server), not an empty page."""
+    checked = check_text(group, "group"), check_text(workflow_id, "workflow_id")
+    with _server_rules():
+        validate_list_filter([], *checked)
+    return checked
+
+
+def checked_request_id(value: object) -> str:
+    """A caller's request id: a string the cluster accepts as an idempotency key."""
+    text = check_id(value, "request_id")
+    with _server_rules():
+        check_request_id(text)
+    return text
 
 
 def check_batch(specs: Sequence[TaskSpec] | Iterable[TaskSpec]) -> list[TaskSpec]:
@@ -203,8 +262,8 @@ def checked_workflow(workflow: Workflow) -> tuple[Workflow, state_pb2.WorkflowSp
     checked = replace(
         workflow,
         tasks=tuple(check_spec(spec, f"tasks[{i}]") for i, spec in enumerate(workflow.tasks)),
-        id=_text(workflow.id, "id"),
-        name=_text(workflow.name, "name"),
+        id=check_text(workflow.id, "id"),
+        name=check_text(workflow.name, "name"),
         on_failure=on_failure,
     )
     wire = convert.workflow_to_proto(checked)

@@ -8,9 +8,11 @@ without a hop. Explain and workers need the leader's live view and are forwarded
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterable, MutableSequence, Sequence
 
 import grpc
+from google.protobuf.message import Message
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc, state_pb2
@@ -28,11 +30,23 @@ from agentflow.state import (
     validate_submit_tasks,
     validate_workflow_spec,
 )
+from agentflow.state.validate import check_request_id, validate_list_filter
 
 SERVICE = "SchedulerService"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 READ_TIMEOUT = 5.0
+
+
+def request_digest(request: Message) -> bytes:
+    """SHA-256 of what the client asked, in canonical form: the SDK resends the same
+    message on every retry, so a retry matches on any master, and a request id reused
+    for another request does not. Computed here, at the edge, and carried in the
+    command, so every replica stores the same digest whatever its protobuf version."""
+    digest = hashlib.sha256(request.DESCRIPTOR.full_name.encode())
+    digest.update(b"\0")
+    digest.update(request.SerializeToString(deterministic=True))
+    return digest.digest()
 
 
 class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -42,8 +56,14 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
     # -- plumbing -------------------------------------------------------------------
 
     async def _write(
-        self, context: Ctx, command: state_pb2.Command, request_id: str
+        self, context: Ctx, command: state_pb2.Command, request: Message, request_id: str
     ) -> state_pb2.CommandResult:
+        if request_id:
+            try:
+                check_request_id(request_id)
+            except StateError as exc:
+                await abort_for(context, exc)
+            command.request_digest = request_digest(request)
         try:
             result = await self.rt.proposer.propose(command, request_id)
         except (RaftError, TimeoutError) as exc:
@@ -58,6 +78,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         command: state_pb2.Command,
         placements: MutableSequence[state_pb2.Placement],
         specs: Sequence[state_pb2.TaskSpec],
+        request: Message,
         request_id: str,
     ) -> state_pb2.CommandResult:
         """A submit carrying the scheduler's placements of its new tasks when they
@@ -69,7 +90,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             token, placed = scheduler.place_new(specs)
             placements.extend(placed)
         try:
-            return await self._write(context, command, request_id)
+            return await self._write(context, command, request, request_id)
         finally:
             if scheduler is not None and token:
                 scheduler.release(token)
@@ -97,7 +118,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             await abort_for(context, exc)
         cmd = state_pb2.Command(submit_tasks=state_pb2.SubmitTasks(tasks=request.tasks))
         result = await self._placed_write(
-            context, cmd, cmd.submit_tasks.placements, request.tasks, request.request_id
+            context, cmd, cmd.submit_tasks.placements, request.tasks, request, request.request_id
         )
         return api.SubmitTasksResponse(
             task_ids=result.task_ids, index=result.index, duplicate=result.duplicate
@@ -113,7 +134,12 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             await abort_for(context, exc)
         cmd = state_pb2.Command(submit_workflow=state_pb2.SubmitWorkflow(workflow=request.workflow))
         result = await self._placed_write(
-            context, cmd, cmd.submit_workflow.placements, request.workflow.tasks, request.request_id
+            context,
+            cmd,
+            cmd.submit_workflow.placements,
+            request.workflow.tasks,
+            request,
+            request.request_id,
         )
         return api.SubmitWorkflowResponse(
             workflow_id=result.workflow_id,
@@ -131,7 +157,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
                 task_ids=request.task_ids, workflow_id=request.workflow_id, reason=request.reason
             )
         )
-        result = await self._write(context, cmd, request.request_id)
+        result = await self._write(context, cmd, request, request.request_id)
         return api.CancelResponse(cancelled=result.task_ids, index=result.index)
 
     @leader_only(SERVICE, api.ReprioritizeResponse)
@@ -141,7 +167,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         cmd = state_pb2.Command(
             reprioritize=state_pb2.Reprioritize(task_id=request.task_id, priority=request.priority)
         )
-        result = await self._write(context, cmd, request.request_id)
+        result = await self._write(context, cmd, request, request.request_id)
         return api.ReprioritizeResponse(index=result.index)
 
     # -- reads of replicated state ----------------------------------------------------
@@ -188,6 +214,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         return response
 
     async def ListTasks(self, request: api.ListTasksRequest, context: Ctx) -> api.ListTasksResponse:
+        try:
+            validate_list_filter(request.states, request.group, request.workflow_id)
+        except StateError as exc:
+            await abort_for(context, exc)
         await self._barrier(context)
         size = request.page_size or DEFAULT_PAGE
         if size > MAX_PAGE:

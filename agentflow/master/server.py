@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from agentflow._proto import scheduler_pb2, scheduler_pb2_grpc
 from agentflow.master.cluster_api import ClusterApi
 from agentflow.master.config import MasterConfig, strip_scheme
+from agentflow.master.decoding import DecodeErrorInterceptor
 from agentflow.master.forwarding import Forwarder
 from agentflow.master.http_api import make_app
 from agentflow.master.leadership import lead_when_elected
@@ -71,7 +72,8 @@ class Master:
         rt = Runtime(node, state, Proposer(node, state), Forwarder(node))
         self.runtime = rt
 
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        # Undecodable requests (bad UTF-8) answer INVALID_ARGUMENT, not UNKNOWN.
+        server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[DecodeErrorInterceptor()])
         transport.add_to_server(server)
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerApi(rt), server)
         scheduler_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterApi(rt), server)

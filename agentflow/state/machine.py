@@ -33,6 +33,8 @@ from agentflow.state.errors import (
     StateError,
 )
 from agentflow.state.validate import (
+    check_request_digest,
+    check_request_id,
     validate_priority,
     validate_submit_tasks,
     validate_worker_info,
@@ -281,14 +283,15 @@ class SchedulerState:
     def apply_command(self, index: int, cmd: state_pb2.Command) -> state_pb2.CommandResult:
         self.applied_index = index
         self._last_now_ms = cmd.now_ms
-        if cmd.request_id:
+        if cmd.request_id or cmd.request_digest:
+            try:
+                check_request_id(cmd.request_id)
+                check_request_digest(cmd.request_digest)
+            except StateError as exc:
+                return state_pb2.CommandResult(index=index, error=exc.to_proto())
             record = self._requests.get(cmd.request_id)
             if record is not None:
-                # The first result, index included: it says where the change happened.
-                duplicate = state_pb2.CommandResult()
-                duplicate.CopyFrom(record.result)
-                duplicate.duplicate = True
-                return duplicate
+                return self._repeated(index, cmd, record)
         changes = _Changes(index, cmd.now_ms)
         result = state_pb2.CommandResult(index=index)
         kind = cmd.WhichOneof("kind")
@@ -302,7 +305,10 @@ class SchedulerState:
         self._finish_workflows(changes)
         if cmd.request_id:
             self._requests[cmd.request_id] = state_pb2.RequestRecord(
-                request_id=cmd.request_id, recorded_ms=cmd.now_ms, result=result
+                request_id=cmd.request_id,
+                recorded_ms=cmd.now_ms,
+                result=result,
+                digest=cmd.request_digest,
             )
         if changes.tasks or changes.workflows or changes.workers:
             self._notify(
@@ -311,6 +317,28 @@ class SchedulerState:
                 )
             )
         return result
+
+    @staticmethod
+    def _repeated(
+        index: int, cmd: state_pb2.Command, record: state_pb2.RequestRecord
+    ) -> state_pb2.CommandResult:
+        """A request id seen before: the first result if this is the same request (a
+        retry), an error if it is another one, which would otherwise be dropped."""
+        if record.digest and cmd.request_digest and record.digest != cmd.request_digest:
+            # Like a payment API's idempotency key: reuse for a different request is the
+            # caller's bug, and answering with the first result would hide its loss.
+            error = StateError(
+                FAILED_PRECONDITION,
+                "request_id",
+                f"request id {cmd.request_id!r} was already used for a different request "
+                f"(applied at index {record.result.index}); use a new id for a new request",
+            )
+            return state_pb2.CommandResult(index=index, error=error.to_proto())
+        # The first result, index included: it says where the change happened.
+        duplicate = state_pb2.CommandResult()
+        duplicate.CopyFrom(record.result)
+        duplicate.duplicate = True
+        return duplicate
 
     # ---- task bookkeeping ---------------------------------------------------------
 

@@ -13,12 +13,47 @@ from __future__ import annotations
 import json
 import keyword
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 from agentflow._proto import state_pb2
 from agentflow.state.dag import Dag, DagError
-from agentflow.state.errors import INVALID_ARGUMENT, StateError
+from agentflow.state.fields import (
+    GROUP,
+    check_group,
+    check_id,
+    check_no_nul,
+    check_request_digest,
+    check_request_id,
+    check_size,
+    invalid,
+    json_depth,
+    number,
+    show,
+    utf8_len,
+    validate_list_filter,
+)
+from agentflow.state.limits import (
+    MAX_ARGS_BYTES,
+    MAX_ARGS_DEPTH,
+    MAX_BATCH_TASKS,
+    MAX_COMMAND_BYTES,
+    MAX_CPU,
+    MAX_CWD_BYTES,
+    MAX_ENV_BYTES,
+    MAX_ENV_VARS,
+    MAX_GPUS,
+    MAX_LABEL_BYTES,
+    MAX_LABELS,
+    MAX_MAX_RETRIES,
+    MAX_MEMORY_MB,
+    MAX_NAME_LENGTH,
+    MAX_REQUEST_BYTES,
+    MAX_REQUEST_DEPENDENCIES,
+    MAX_RETRY_BACKOFF_MS,
+    MAX_TASK_DEPENDENCIES,
+    MAX_TIMEOUT_MS,
+    MAX_WORKFLOW_TASKS,
+)
 
 __all__ = [
     "MAX_BATCH_TASKS",
@@ -26,6 +61,9 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_WORKFLOW_TASKS",
     "check_id",
+    "check_request_digest",
+    "check_request_id",
+    "validate_list_filter",
     "validate_priority",
     "validate_submit_tasks",
     "validate_task_spec",
@@ -33,15 +71,8 @@ __all__ = [
     "validate_workflow_spec",
 ]
 
-MAX_BATCH_TASKS = 10_000
-MAX_WORKFLOW_TASKS = 100_000
-MAX_MAX_RETRIES = 100
-MAX_NAME_LENGTH = 256
 MAX_WORKER_ID_LENGTH = 256
 
-# ASCII only: ids end up in URLs, file names and log lines on every platform.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", re.ASCII)
-_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 _PRIORITY_NAMES = ", ".join(
     state_pb2.Priority.Name(v).removeprefix("PRIORITY_") for v in state_pb2.Priority.values()
 )
@@ -52,52 +83,36 @@ _ON_FAILURE_NAMES = ", ".join(
 )
 
 
-def _invalid(field: str, message: str) -> StateError:
-    return StateError(INVALID_ARGUMENT, field, message)
-
-
-def check_id(value: str, field: str, what: str = "id") -> None:
-    """A task or workflow id: ASCII, at most 128 characters, not all digits."""
-    if not _ID.fullmatch(value):
-        raise _invalid(
-            field,
-            f"invalid {what} {value!r} (1-128 characters: letters, digits, '_', '.', ':', "
-            "'-', starting with a letter or digit)",
-        )
-    if value.isdigit():
-        # Generated task ids are plain numbers; a client id that looked like one could
-        # collide with an id the state machine hands out later.
-        raise _invalid(field, f"invalid {what} {value!r}: all-digit ids are reserved")
-
-
 def validate_priority(value: int, field: str) -> None:
     if not 0 <= value <= _PRIORITY_MAX:
-        raise _invalid(
+        raise invalid(
             field, f"unknown level {value} (expected 0..{_PRIORITY_MAX}: {_PRIORITY_NAMES})"
         )
 
 
 def _check_command(command: str, field: str) -> None:
     if not command:
-        raise _invalid(field, "required ('shell:<command line>' or 'python:<module>:<function>')")
+        raise invalid(field, "required ('shell:<command line>' or 'python:<module>:<function>')")
+    check_size(command, field, MAX_COMMAND_BYTES)
+    check_no_nul(command, field)
     kind, sep, rest = command.partition(":")
     if sep and kind == "shell":
         if not rest.strip():
-            raise _invalid(field, "empty shell command after 'shell:'")
+            raise invalid(field, "empty shell command after 'shell:'")
         return
     if sep and kind == "python":
         module, sep2, function = rest.rpartition(":")
         if not sep2 or not module:
-            raise _invalid(field, f"expected 'python:<module>:<function>', got {command!r}")
+            raise invalid(field, f"expected 'python:<module>:<function>', got {show(command)}")
         for part in module.split("."):
             if not _is_identifier(part):
-                raise _invalid(field, f"invalid module name {module!r} in {command!r}")
+                raise invalid(field, f"invalid module name {show(module)} in {show(command)}")
         if not _is_identifier(function):
-            raise _invalid(field, f"invalid function name {function!r} in {command!r}")
+            raise invalid(field, f"invalid function name {show(function)} in {show(command)}")
         return
-    raise _invalid(
+    raise invalid(
         field,
-        f"unknown command kind in {command!r} (expected 'shell:<command line>' or "
+        f"unknown command kind in {show(command)} (expected 'shell:<command line>' or "
         "'python:<module>:<function>')",
     )
 
@@ -106,82 +121,143 @@ def _is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
-def _check_args_json(args_json: str, field: str) -> None:
+def _check_args_json(args_json: str, command: str, field: str) -> None:
     if not args_json:
         return
+    if command.startswith("shell:"):
+        # Only a python task receives args; on a shell task they would be ignored.
+        raise invalid(
+            field, "only python tasks take args (give a shell task its values in the command)"
+        )
+    check_size(args_json, field, MAX_ARGS_BYTES)
     try:
         value = json.loads(args_json)
     except RecursionError:
-        raise _invalid(field, "JSON nested too deeply") from None
+        raise invalid(field, f"JSON nested more than {MAX_ARGS_DEPTH} levels deep") from None
     except ValueError as exc:
-        raise _invalid(field, f"not valid JSON: {exc}") from None
+        raise invalid(field, f"not valid JSON: {exc}") from None
     if not isinstance(value, list | dict):
-        raise _invalid(field, f"must be a JSON array or object, not {type(value).__name__}")
+        raise invalid(field, f"must be a JSON array or object, not {type(value).__name__}")
+    if json_depth(value, MAX_ARGS_DEPTH) > MAX_ARGS_DEPTH:
+        raise invalid(field, f"JSON nested more than {MAX_ARGS_DEPTH} levels deep")
 
 
-def _check_non_negative(value: int | float, field: str) -> None:
-    if value < 0:
-        raise _invalid(field, f"must be >= 0, got {value}")
+def _check_range(value: int | float, field: str, limit: int | float, unit: str = "") -> None:
+    if not 0 <= value <= limit:
+        raise invalid(field, f"must be 0..{number(limit)}{unit}, got {number(value)}")
 
 
-def _check_map_keys(values: Mapping[str, str], field: str, env: bool) -> None:
+def _check_labels(values: Mapping[str, str], field: str) -> None:
+    if len(values) > MAX_LABELS:
+        raise invalid(field, f"{len(values)} labels (at most {MAX_LABELS})")
     # Sorted so the reported key does not depend on the map's wire order.
     for key in sorted(values):
         if not key:
-            raise _invalid(field, "empty key")
-        if env and ("=" in key or "\0" in key):
+            raise invalid(field, "empty key")
+        check_size(key, f"{field}[{show(key, 40)}]", MAX_LABEL_BYTES)
+        check_size(values[key], f"{field}[{key!r}]", MAX_LABEL_BYTES)
+
+
+def _check_env(values: Mapping[str, str], field: str) -> None:
+    if len(values) > MAX_ENV_VARS:
+        raise invalid(field, f"{len(values)} variables (at most {MAX_ENV_VARS})")
+    total = 0
+    for key in sorted(values):
+        value = values[key]
+        if not key:
+            raise invalid(field, "empty key")
+        where = f"{field}[{show(key, 40)}]"
+        if "=" in key or "\0" in key:
             # The OS cannot represent such a variable: the worker would fail late.
-            raise _invalid(f"{field}[{key!r}]", "environment variable names cannot contain '='")
+            raise invalid(where, "environment variable names cannot contain '=' or NUL")
+        check_no_nul(value, where)
+        total += utf8_len(key) + utf8_len(value) + 1
+    if total > MAX_ENV_BYTES:
+        raise invalid(field, f"{total} bytes of KEY=VALUE (at most {MAX_ENV_BYTES})")
+
+
+def _check_name(name: str, field: str) -> None:
+    if not name:
+        return  # no name: the command is shown instead
+    if len(name) > MAX_NAME_LENGTH:
+        raise invalid(field, f"longer than {MAX_NAME_LENGTH} characters")
+    if not name.strip():
+        raise invalid(field, "blank (leave it empty for no name)")
+    if not name.isprintable():
+        # Names are shown on one line of a table: a newline or NUL would break it.
+        raise invalid(field, f"contains a control character: {show(name)}")
 
 
 def validate_task_spec(spec: state_pb2.TaskSpec, field: str) -> None:
     """Raise StateError(INVALID_ARGUMENT) naming the first bad field under `field`
     (e.g. "tasks[2]"). Dependencies are checked for form only; whether they exist
-    depends on the state."""
+    depends on the state. Bounds: `agentflow.state.limits`."""
     if spec.id:
         check_id(spec.id, f"{field}.id")
-    if len(spec.name) > MAX_NAME_LENGTH:
-        raise _invalid(f"{field}.name", f"longer than {MAX_NAME_LENGTH} characters")
-    _check_command(spec.command, f"{field}.command")
-    _check_args_json(spec.args_json, f"{field}.args_json")
-    if spec.group and not _GROUP.fullmatch(spec.group):
-        raise _invalid(
-            f"{field}.group",
-            f"invalid group {spec.group!r} (1-64 characters: letters, digits, '_', '.', '-', "
-            "starting with a letter or digit)",
-        )
+    _check_name(spec.name, f"{field}.name")
+    command = spec.command
+    _check_command(command, f"{field}.command")
+    _check_args_json(spec.args_json, command, f"{field}.args_json")
+    if spec.group:
+        check_group(spec.group, f"{field}.group")
     if not math.isfinite(spec.cpu):
-        raise _invalid(f"{field}.cpu", f"must be a finite number, got {spec.cpu}")
-    _check_non_negative(spec.cpu, f"{field}.cpu")
-    _check_non_negative(spec.memory_mb, f"{field}.memory_mb")
-    _check_non_negative(spec.gpus, f"{field}.gpus")
-    _check_non_negative(spec.retry_backoff_ms, f"{field}.retry_backoff_ms")
-    _check_non_negative(spec.timeout_ms, f"{field}.timeout_ms")
-    if not 0 <= spec.max_retries <= MAX_MAX_RETRIES:
-        raise _invalid(
-            f"{field}.max_retries", f"must be 0..{MAX_MAX_RETRIES}, got {spec.max_retries}"
-        )
+        raise invalid(f"{field}.cpu", f"must be a finite number, got {spec.cpu}")
+    _check_range(spec.cpu, f"{field}.cpu", MAX_CPU, " cores")
+    _check_range(spec.memory_mb, f"{field}.memory_mb", MAX_MEMORY_MB, " MB")
+    _check_range(spec.gpus, f"{field}.gpus", MAX_GPUS)
+    _check_range(spec.retry_backoff_ms, f"{field}.retry_backoff_ms", MAX_RETRY_BACKOFF_MS, " ms")
+    _check_range(spec.timeout_ms, f"{field}.timeout_ms", MAX_TIMEOUT_MS, " ms")
+    _check_range(spec.max_retries, f"{field}.max_retries", MAX_MAX_RETRIES)
     if spec.HasField("priority"):
         validate_priority(spec.priority, f"{field}.priority")
-    _check_map_keys(spec.labels, f"{field}.labels", env=False)
-    _check_map_keys(spec.env, f"{field}.env", env=True)
-    for j, dep in enumerate(spec.dependencies):
+    if spec.cwd:
+        check_size(spec.cwd, f"{field}.cwd", MAX_CWD_BYTES)
+        check_no_nul(spec.cwd, f"{field}.cwd")
+    if spec.labels:
+        _check_labels(spec.labels, f"{field}.labels")
+    if spec.env:
+        _check_env(spec.env, f"{field}.env")
+    deps = spec.dependencies
+    if len(deps) > MAX_TASK_DEPENDENCIES:
+        raise invalid(
+            f"{field}.dependencies",
+            f"{len(deps)} dependencies (at most {MAX_TASK_DEPENDENCIES} per task)",
+        )
+    for j, dep in enumerate(deps):
         if not dep:
-            raise _invalid(f"{field}.dependencies[{j}]", "empty dependency id")
+            raise invalid(f"{field}.dependencies[{j}]", "empty dependency id")
+
+
+def _check_request_size(
+    specs: Sequence[state_pb2.TaskSpec], field: str, limit: int, what: str
+) -> None:
+    """Count, bytes and edges of one request, before any spec is looked at: a request
+    past a cap is refused without the cost of reading it."""
+    if len(specs) > limit:
+        raise invalid(field, f"{len(specs)} tasks in one {what} (at most {limit})")
+    size = sum(spec.ByteSize() for spec in specs)
+    if size > MAX_REQUEST_BYTES:
+        raise invalid(
+            field, f"{size} bytes of task specs in one {what} (at most {MAX_REQUEST_BYTES})"
+        )
+    edges = sum(len(spec.dependencies) for spec in specs)
+    if edges > MAX_REQUEST_DEPENDENCIES:
+        raise invalid(
+            field, f"{edges} dependencies in one {what} (at most {MAX_REQUEST_DEPENDENCIES})"
+        )
 
 
 def validate_submit_tasks(specs: Sequence[state_pb2.TaskSpec], field: str = "tasks") -> None:
     """A SubmitTasks batch: size, every spec, and ids unique inside the batch."""
     if not specs:
-        raise _invalid(field, "at least one task is required")
-    if len(specs) > MAX_BATCH_TASKS:
-        raise _invalid(field, f"{len(specs)} tasks in one batch (at most {MAX_BATCH_TASKS})")
+        raise invalid(field, "at least one task is required")
+    _check_request_size(specs, field, MAX_BATCH_TASKS, "batch")
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
         validate_task_spec(spec, f"{field}[{i}]")
         if spec.id:
             if spec.id in seen:
-                raise _invalid(
+                raise invalid(
                     f"{field}[{i}].id",
                     f"duplicate task id {spec.id!r} (also {field}[{seen[spec.id]}].id)",
                 )
@@ -193,48 +269,48 @@ def validate_workflow_spec(spec: state_pb2.WorkflowSpec, field: str = "workflow"
     no unknown or self dependencies, no cycle)."""
     if spec.id:
         check_id(spec.id, f"{field}.id", "workflow id")
-    if len(spec.name) > MAX_NAME_LENGTH:
-        raise _invalid(f"{field}.name", f"longer than {MAX_NAME_LENGTH} characters")
+    _check_name(spec.name, f"{field}.name")
     if spec.on_failure not in state_pb2.OnFailure.values():
-        raise _invalid(
+        raise invalid(
             f"{field}.on_failure",
             f"unknown value {spec.on_failure} (expected {_ON_FAILURE_NAMES})",
         )
     tasks = spec.tasks
     if not tasks:
-        raise _invalid(f"{field}.tasks", "a workflow needs at least one task")
-    if len(tasks) > MAX_WORKFLOW_TASKS:
-        raise _invalid(
-            f"{field}.tasks", f"{len(tasks)} tasks in one workflow (at most {MAX_WORKFLOW_TASKS})"
-        )
+        raise invalid(f"{field}.tasks", "a workflow needs at least one task")
+    _check_request_size(tasks, f"{field}.tasks", MAX_WORKFLOW_TASKS, "workflow")
     index: dict[str, int] = {}
     for i, task in enumerate(tasks):
         task_field = f"{field}.tasks[{i}]"
         if not task.id:
-            raise _invalid(f"{task_field}.id", "required inside a workflow")
+            raise invalid(f"{task_field}.id", "required inside a workflow")
         validate_task_spec(task, task_field)
         if task.id in index:
-            raise _invalid(
+            raise invalid(
                 f"{task_field}.id",
                 f"duplicate task id {task.id!r} (also {field}.tasks[{index[task.id]}].id)",
             )
         index[task.id] = i
     # Dag reports these too, but only by task name; checking here first lets the
     # error point at the exact field.
+    edges: list[tuple[str, Sequence[str]]] = []
     for i, task in enumerate(tasks):
-        for j, dep in enumerate(task.dependencies):
-            if dep == task.id:
-                raise _invalid(
+        task_id = task.id
+        deps = task.dependencies
+        for j, dep in enumerate(deps):
+            if dep == task_id:
+                raise invalid(
                     f"{field}.tasks[{i}].dependencies[{j}]", f"task {dep!r} depends on itself"
                 )
             if dep not in index:
-                raise _invalid(
-                    f"{field}.tasks[{i}].dependencies[{j}]", f"unknown dependency {dep!r}"
+                raise invalid(
+                    f"{field}.tasks[{i}].dependencies[{j}]", f"unknown dependency {show(dep)}"
                 )
+        edges.append((task_id, deps))
     try:
-        Dag((task.id, task.dependencies) for task in tasks)
+        Dag(edges)
     except DagError as exc:
-        raise _invalid(_cycle_field(field, tasks, index, exc.cycle), str(exc)) from None
+        raise invalid(_cycle_field(field, tasks, index, exc.cycle), str(exc)) from None
 
 
 def _cycle_field(
@@ -255,18 +331,24 @@ def _cycle_field(
 
 def validate_worker_info(info: state_pb2.WorkerInfo, field: str = "info") -> None:
     if not info.id:
-        raise _invalid(f"{field}.id", "required")
+        raise invalid(f"{field}.id", "required")
     if len(info.id) > MAX_WORKER_ID_LENGTH:
-        raise _invalid(f"{field}.id", f"longer than {MAX_WORKER_ID_LENGTH} characters")
+        raise invalid(f"{field}.id", f"longer than {MAX_WORKER_ID_LENGTH} characters")
     if not info.groups:
-        raise _invalid(f"{field}.groups", "a worker serves at least one group")
+        raise invalid(f"{field}.groups", "a worker serves at least one group")
     for i, group in enumerate(info.groups):
-        if not _GROUP.fullmatch(group):
-            raise _invalid(f"{field}.groups[{i}]", f"invalid group {group!r}")
+        if not GROUP.fullmatch(group):  # the worker's own message, kept short
+            raise invalid(f"{field}.groups[{i}]", f"invalid group {group!r}")
     if not math.isfinite(info.cpu_cores):
-        raise _invalid(f"{field}.cpu_cores", f"must be a finite number, got {info.cpu_cores}")
-    _check_non_negative(info.cpu_cores, f"{field}.cpu_cores")
-    _check_non_negative(info.memory_mb, f"{field}.memory_mb")
-    _check_non_negative(info.gpu_count, f"{field}.gpu_count")
-    _check_non_negative(info.capacity, f"{field}.capacity")
-    _check_map_keys(info.labels, f"{field}.labels", env=False)
+        raise invalid(f"{field}.cpu_cores", f"must be a finite number, got {info.cpu_cores}")
+    for name, value in (
+        ("cpu_cores", info.cpu_cores),
+        ("memory_mb", info.memory_mb),
+        ("gpu_count", info.gpu_count),
+        ("capacity", info.capacity),
+    ):
+        if value < 0:
+            raise invalid(f"{field}.{name}", f"must be >= 0, got {value}")
+    for key in sorted(info.labels):
+        if not key:
+            raise invalid(f"{field}.labels", "empty key")

@@ -51,7 +51,7 @@ def test_add(fake: FakeMaster) -> None:
         "add",
         "Build image",
         "--desc",
-        "shell:docker build .",
+        "python:images.docker:build",  # --args is for python tasks only
         "--group",
         "docker",
         "--priority",

@@ -50,12 +50,12 @@ def test_check_spec_normalizes() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
-        ({"cpu": -1}, "cpu", "must be a finite number >= 0, got -1"),
-        ({"cpu": "two"}, "cpu", "must be a number >= 0, got 'two'"),
-        ({"memory_mb": 1.5}, "memory_mb", "must be a whole number >= 0, got 1.5"),
-        ({"gpus": True}, "gpus", "must be a whole number >= 0, got True"),
-        ({"max_retries": -2}, "max_retries", "must be a whole number >= 0, got -2"),
-        ({"timeout": "10m"}, "timeout", "must be a number >= 0, got '10m'"),
+        ({"cpu": -1}, "cpu", "must be a number 0..4096 cores, got -1"),
+        ({"cpu": "two"}, "cpu", "must be a number 0..4096 cores, got 'two'"),
+        ({"memory_mb": 1.5}, "memory_mb", "must be a whole number 0..67108864, got 1.5"),
+        ({"gpus": True}, "gpus", "must be a whole number 0..1024, got True"),
+        ({"max_retries": -2}, "max_retries", "must be a whole number 0..100, got -2"),
+        ({"timeout": "10m"}, "timeout", "must be a number 0..2592000 s, got '10m'"),
         ({"labels": ["a"]}, "labels", "must be a mapping of strings, got a list"),
         ({"env": {"A": 1}}, "env.A", "must be a string, got a number (1)"),
         ({"args": "x"}, "args", "must be a JSON array or object, got a string ('x')"),

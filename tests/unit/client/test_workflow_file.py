@@ -153,7 +153,7 @@ def test_priority_error_points_at_its_line() -> None:
             "workflow:\n  tasks:\n    - task_id: a\n      command: shell:a\n      cpu: lots\n",
             5,
             "tasks[0].cpu",
-            "must be a number >= 0, got 'lots'",
+            "must be a number 0..4096 cores, got 'lots'",
         ),
         (
             "workflow:\n  tasks:\n    - task_id: a\n      command: shell:a\n"
@@ -273,4 +273,4 @@ def test_load_tasks(tmp_path: Path) -> None:
     path.write_text('[\n  {"desc": "shell:a"},\n  {"desc": "shell:b", "cpu": -1}\n]\n')
     with pytest.raises(WorkflowFileError) as info:
         load_tasks(path)
-    assert str(info.value).startswith(f"{path}:3: tasks[1].cpu: must be a finite number >= 0")
+    assert str(info.value).startswith(f"{path}:3: tasks[1].cpu: must be a number 0..4096 cores")
