@@ -1,12 +1,48 @@
-"""The master's HTTP side: probes and a JSON status page (the worker shim joins it)."""
+"""The master's HTTP side: probes and a JSON status page (the worker shim joins it).
+
+Every error answer, on every route, is JSON: `{"error": "...", "field": "..."}`
+(`field` when one input is at fault); aiohttp's own refusals (no such route, wrong
+method) and anything unforeseen are turned into the same form here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import structlog
 from aiohttp import web
 
 from agentflow._proto import state_pb2
 from agentflow.master.runtime import Runtime
 from agentflow.raft.types import NONE
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        if exc.status == 404:
+            error = f"no such endpoint: {request.method} {request.path}"
+        elif exc.status == 405:
+            error = f"method {request.method} not allowed on {request.path}"
+            error += f"; allowed: {exc.headers.get('Allow', 'none')}"
+        else:
+            error = exc.text or exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return web.json_response({"error": error}, status=exc.status, headers=headers)
+    except Exception as exc:
+        # A bug: say so in JSON rather than aiohttp's HTML page, and keep the trace.
+        log.exception("http.unhandled", method=request.method, path=request.path)
+        return web.json_response(
+            {"error": f"internal error: {type(exc).__name__}; see the master's log"}, status=500
+        )
 
 
 def make_app(runtime: Runtime) -> web.Application:
@@ -45,7 +81,7 @@ def make_app(runtime: Runtime) -> web.Application:
             body["dispatched"] = scheduler.dispatched
         return web.json_response(body)
 
-    app = web.Application()
+    app = web.Application(middlewares=[json_errors])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/stats", stats)

@@ -7,14 +7,16 @@ The bodies are the protobuf messages of `worker.proto` in protobuf's JSON mappin
     POST /api/v1/workers/{session}/messages ShimBatch             -> {} once handled
     GET  /api/v1/workers/{session}/poll?timeout=S                 -> ShimPollResponse
     DELETE /api/v1/workers/{session}                              -> {}
-    POST /api/v1/workers/heartbeat          {"workerId": ..., <Heartbeat fields>}
+    POST /api/v1/workers/heartbeat          {"sessionId": ..., <ShimHeartbeat fields>} -> {"ok"}
     GET  /api/v1/workers[?group=G]          ListWorkersResponse (the leader's view)
     GET  /api/v1/tasks/{task_id}/logs?after=N                     -> GetTaskLogsResponse
 
 On the leader a shim session is a `MasterSession` like a gRPC one; on a follower it is
 relayed to the leader over gRPC (`worker_bridge.py`). A session id the master does not
 know answers 404; a closed session answers 410 to messages and `closed: true` to a poll:
-either way the worker connects again.
+either way the worker connects again. Only the connect answer carries a session id.
+Bad input is refused before anything happens, with a JSON error naming the field
+(`http_input.py`): 400, or 413 for a body over `MAX_BODY`.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ from google.protobuf.message import Message
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc, worker_pb2_grpc
 from agentflow._proto import worker_pb2 as wpb
+from agentflow.master.http_input import (
+    MAX_BODY,
+    bad_request,
+    json_error,
+    query_offset,
+    query_seconds,
+    read_json_object,
+    read_message,
+    to_message,
+)
 from agentflow.master.outbox import Outbox
 from agentflow.master.worker_bridge import LeaderBridge
 from agentflow.master.worker_sessions import MasterSession, Refusal, Sessions, refusal
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY = 32 * 1024 * 1024  # results carry output tails; far above any sane batch
 M = TypeVar("M", bound=Message)
 
 
@@ -63,22 +74,10 @@ def to_json(message: Message) -> web.Response:
     return web.json_response(json_format.MessageToDict(message))
 
 
-async def parse(request: web.Request, message: M) -> M:
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
-    try:
-        json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
-        raise web.HTTPBadRequest(
-            text=f"body: not a {message.DESCRIPTOR.name} in JSON: {exc}"
-        ) from exc
-    return message
-
-
 class ShimServer:
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, max_body: int = MAX_BODY) -> None:
         self.sessions = sessions
+        self.max_body = max_body
         self.rt = sessions.rt
         self._endpoints: dict[str, Endpoint] = {}
 
@@ -95,7 +94,7 @@ class ShimServer:
     # -- the session endpoints ---------------------------------------------------
 
     async def connect(self, request: web.Request) -> web.Response:
-        hello = await parse(request, wpb.WorkerMessage())
+        hello = await read_message(request, wpb.WorkerMessage(), self.max_body)
         opened: Endpoint | wpb.MasterMessage
         if self.rt.node.is_leader() or not hello.HasField("hello"):
             opened = await self.sessions.open(hello)
@@ -119,28 +118,39 @@ class ShimServer:
             return refusal(Refusal.UNAVAILABLE, f"cannot reach the leader at {address}: {exc}")
 
     def _endpoint(self, request: web.Request) -> Endpoint:
-        endpoint = self._endpoints.get(request.match_info["session"])
+        return self._known(self._endpoints.get(request.match_info["session"]))
+
+    @staticmethod
+    def _known(endpoint: Endpoint | None) -> Endpoint:
+        # Never echo the id: an error body may end up in logs that others read.
         if endpoint is None:
-            raise web.HTTPNotFound(text="session: unknown here (expired?); connect again")
+            raise json_error(
+                web.HTTPNotFound, "session: unknown here (expired?); connect again", "session"
+            )
         return endpoint
 
-    async def messages(self, request: web.Request) -> web.Response:
-        endpoint = self._endpoint(request)
+    @staticmethod
+    def _open(endpoint: Endpoint) -> Endpoint:
         if endpoint.closed:
             # Say so now rather than drop the batch quietly; the worker keeps its
             # results and sends them again in its next hello.
-            raise web.HTTPGone(text=f"session closed: {endpoint.outbox.closed}; connect again")
-        batch = await parse(request, wpb.ShimBatch())
+            raise json_error(
+                web.HTTPGone,
+                f"session: closed ({endpoint.outbox.closed}); connect again",
+                "session",
+            )
+        return endpoint
+
+    async def messages(self, request: web.Request) -> web.Response:
+        endpoint = self._open(self._endpoint(request))
+        batch = await read_message(request, wpb.ShimBatch(), self.max_body)
         await endpoint.deliver(batch.messages)
         return web.json_response({})
 
     async def poll(self, request: web.Request) -> web.Response:
         endpoint = self._endpoint(request)
-        try:
-            wait = float(request.query.get("timeout", "20"))
-        except ValueError:
-            raise web.HTTPBadRequest(text="timeout: not a number of seconds") from None
-        wait = min(max(wait, 0.0), self.sessions.config.http_poll_max)
+        cap = self.sessions.config.http_poll_max
+        wait = query_seconds(request, "timeout", default=min(20.0, cap), cap=cap)
         endpoint.last_seen = time.monotonic()
         messages = await endpoint.outbox.take(timeout=wait)
         endpoint.last_seen = time.monotonic()
@@ -157,20 +167,25 @@ class ShimServer:
         return web.json_response({})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        """Seed 002's heartbeat: usage for a worker whose session is on this master
-        (either transport when this master leads; a relayed shim session otherwise).
-        Body: `{"workerId": "w1", "cpuPercent": 12.5, "memoryPercent": 40}`."""
-        body = await parse(request, wpb.ShimHeartbeat())
-        worker_id = body.worker_id or body.node_id
-        if not worker_id:
-            raise web.HTTPBadRequest(text="workerId: required")
-        endpoint: Endpoint | None = self.sessions.by_worker(worker_id)
-        if endpoint is None:
-            endpoint = next((e for e in self._endpoints.values() if e.worker_id == worker_id), None)
-        if endpoint is None or endpoint.closed:
-            raise web.HTTPNotFound(
-                text=f"workerId: {worker_id!r} has no session on this master; connect first"
-            )
+        """A heartbeat outside the session's own channel: usage for a session on this
+        master (either transport when this master leads; a relayed shim session
+        otherwise). Body: `{"sessionId": "...", "cpuPercent": 12.5, "memoryPercent": 40}`,
+        `workerId` optional (it must then be the session's worker). The session id is
+        the proof of being that worker, so it is required and never answered: a
+        worker id alone is known to anyone who can list workers."""
+        value = await read_json_object(request, self.max_body)
+        session_id = value.pop("sessionId", None)
+        if session_id is None:
+            session_id = value.pop("session_id", None)
+        if not isinstance(session_id, str) or not session_id:
+            raise bad_request("sessionId", "required: the id the connect answer gave")
+        body = to_message(value, wpb.ShimHeartbeat())
+        endpoint: Endpoint | None = self._endpoints.get(session_id) or self.sessions.get(session_id)
+        endpoint = self._open(self._known(endpoint))
+        claimed = body.worker_id or body.node_id
+        if claimed and claimed != endpoint.worker_id:
+            field = "workerId" if body.worker_id else "nodeId"
+            raise bad_request(field, f"{claimed!r} is not the worker of this session")
         beat = wpb.Heartbeat(
             cpu_percent=body.cpu_percent,
             memory_percent=body.memory_percent,
@@ -179,7 +194,7 @@ class ShimServer:
         )
         await endpoint.deliver([wpb.WorkerMessage(heartbeat=beat)])
         endpoint.last_seen = time.monotonic()
-        return web.json_response({"ok": True, "sessionId": endpoint.session_id})
+        return web.json_response({"ok": True})
 
     def _forget(self, endpoint: Endpoint, reason: str) -> None:
         self._endpoints.pop(endpoint.session_id, None)
@@ -216,28 +231,48 @@ class ShimServer:
         return to_json(response)
 
     async def task_logs(self, request: web.Request) -> web.Response:
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            raise web.HTTPBadRequest(text="after: not an integer") from None
+        after = query_offset(request, "after")
         task_id = request.match_info["task_id"]
         if self.rt.node.is_leader():
+            if self.rt.state.task(task_id) is None:
+                raise self._no_task(task_id)
             return to_json(self.sessions.logs.read(task_id, after))
+        if self.rt.state.task(task_id) is None:
+            # This follower may not have applied the submit yet: the leader decides.
+            get = api.GetTaskRequest(task_id=task_id)
+            await self._call_leader(
+                lambda ch: scheduler_pb2_grpc.SchedulerServiceStub(ch).GetTask(get, timeout=10),
+                not_found=self._no_task(task_id),
+            )
         req = wpb.GetTaskLogsRequest(task_id=task_id, after=after)
         response = await self._call_leader(
             lambda ch: worker_pb2_grpc.TaskLogServiceStub(ch).GetTaskLogs(req, timeout=10)
         )
         return to_json(response)
 
-    async def _call_leader(self, call: Callable[[grpc.aio.Channel], Awaitable[M]]) -> M:
-        """Ask the leader's gRPC API (this master's own, when it leads)."""
+    @staticmethod
+    def _no_task(task_id: str) -> web.HTTPException:
+        return json_error(
+            web.HTTPNotFound, f"task_id: no task {task_id!r}", "task_id", task_id=task_id
+        )
+
+    async def _call_leader(
+        self,
+        call: Callable[[grpc.aio.Channel], Awaitable[M]],
+        not_found: web.HTTPException | None = None,
+    ) -> M:
+        """Ask the leader's gRPC API (this master's own, when it leads); `not_found`
+        is raised for the leader's NOT_FOUND, when given."""
         address = self.rt.node.leader_address()
         if not address:
-            raise web.HTTPServiceUnavailable(text="no leader known yet; retry")
+            raise json_error(web.HTTPServiceUnavailable, "no leader known yet; retry")
         try:
             return await call(self.rt.forwarder.channel(address))
         except grpc.aio.AioRpcError as exc:
-            text = f"{exc.code().name}: {exc.details()}"
+            text = f"the leader answered {exc.code().name}: {exc.details()}"
+            if exc.code() == grpc.StatusCode.NOT_FOUND and not_found is not None:
+                raise not_found from None
+            kind: type[web.HTTPException] = web.HTTPBadGateway
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise web.HTTPServiceUnavailable(text=text) from exc
-            raise web.HTTPBadGateway(text=text) from exc
+                kind = web.HTTPServiceUnavailable
+            raise json_error(kind, text, code=exc.code().name) from exc
