@@ -30,6 +30,9 @@ _READ_CHUNK = 256 * 1024
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 M = TypeVar("M", bound=Message)
+# protobuf's words for a non-string where a string goes, and its Python type names.
+_NOT_A_STRING = re.compile(r"expected string or bytes-like object, got '(\w+)'")
+_PY_TYPES = {"int": "a number", "float": "a number", "bool": "a boolean", "list": "an array"}
 
 
 def json_error(
@@ -217,7 +220,11 @@ def _short(error: str) -> str:
     """protobuf's innermost reason, without the chain of "Failed to parse x field"."""
     while error.startswith("Failed to parse ") and " field: " in error:
         error = error.split(" field: ", 1)[1]
-    return error.rstrip(".") or error
+    error = error.rstrip(".") or error
+    wrong = _NOT_A_STRING.fullmatch(error)
+    if wrong:
+        return f"must be a string, not {_PY_TYPES.get(wrong[1], wrong[1])}"
+    return error
 
 
 def query_offset(request: web.Request, name: str, default: int = 0) -> int:

@@ -116,9 +116,7 @@ async def session(
         pass
 
 
-async def refused(
-    response: aiohttp.ClientResponse, status: int, field: str
-) -> dict[str, Any]:
+async def refused(response: aiohttp.ClientResponse, status: int, field: str) -> dict[str, Any]:
     body = await answer(response)
     assert response.status == status, body
     assert body.get("field") == field, body
@@ -222,6 +220,10 @@ async def test_a_hello_of_wrong_types_is_refused_naming_the_field(
     async with http.post(url, json=body) as response:
         got = await refused(response, 400, field)
     assert got["error"].startswith(f"{field}: ")
+    # Nothing happened: no worker "w" was registered.
+    async with http.get(f"{masters.http('leader')}/api/v1/workers") as response:
+        listed = await answer(response)
+    assert "w" not in [w["worker"]["info"]["id"] for w in listed.get("workers", [])]
 
 
 @pytest.mark.parametrize("session", ROLES, indirect=True)
