@@ -92,7 +92,7 @@ async def answer(response: aiohttp.ClientResponse) -> dict[str, Any]:
     return body
 
 
-async def connect(http: aiohttp.ClientSession, base: str, body: Any) -> tuple[str, dict]:
+async def connect(http: aiohttp.ClientSession, base: str, body: Any) -> tuple[str, dict[str, Any]]:
     async with http.post(f"{base}/api/v1/workers/connect", json=body) as response:
         got = await answer(response)
         assert response.status == 200, got
@@ -327,12 +327,13 @@ async def test_the_session_id_is_never_handed_out_after_connect(
     async with http.post(heartbeat, json=beat) as response:
         assert response.status == 200, await response.text()
         assert await response.json() == {"ok": True}
-    for method, path, body in [
+    calls: list[tuple[str, str, Any]] = [
         ("POST", "messages", {"messages": []}),
         ("GET", "poll?timeout=0", None),
-    ]:
+    ]
+    for method, path, payload in calls:
         async with http.request(
-            method, f"{base}/api/v1/workers/{session_id}/{path}", json=body
+            method, f"{base}/api/v1/workers/{session_id}/{path}", json=payload
         ) as response:
             assert response.status == 200, await response.text()
             assert session_id not in await response.text()
