@@ -333,6 +333,7 @@ class Task(_message.Message):
     DEPENDENCIES_FIELD_NUMBER: _builtins.int
     UPDATED_INDEX_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
+    CREATED_INDEX_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow_id: _builtins.str
     state: Global___TaskState.ValueType
@@ -356,6 +357,11 @@ class Task(_message.Message):
     """tie-break inside one ready_ms: order of becoming READY"""
     updated_index: _builtins.int
     """raft index of the last change"""
+    created_index: _builtins.int
+    """Raft index of the submit that created this task. An id can be used again once
+    its task is deleted or pruned; with this a worker tells attempt 1 of the new
+    task from attempt 1 of the old one it ran (0: created before this field).
+    """
     @_builtins.property
     def spec(self) -> Global___TaskSpec: ...
     @_builtins.property
@@ -394,10 +400,11 @@ class Task(_message.Message):
         dependencies: _abc.Iterable[_builtins.str] | None = ...,
         updated_index: _builtins.int = ...,
         errors: _abc.Iterable[_builtins.str] | None = ...,
+        created_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_ms", b"assigned_ms", "attempt", b"attempt", "created_ms", b"created_ms", "dependencies", b"dependencies", "errors", b"errors", "finished_ms", b"finished_ms", "gpu_indices", b"gpu_indices", "id", b"id", "not_before_ms", b"not_before_ms", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "ready_ms", b"ready_ms", "ready_seq", b"ready_seq", "result", b"result", "spec", b"spec", "started_ms", b"started_ms", "state", b"state", "updated_index", b"updated_index", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_ms", b"assigned_ms", "attempt", b"attempt", "created_index", b"created_index", "created_ms", b"created_ms", "dependencies", b"dependencies", "errors", b"errors", "finished_ms", b"finished_ms", "gpu_indices", b"gpu_indices", "id", b"id", "not_before_ms", b"not_before_ms", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "ready_ms", b"ready_ms", "ready_seq", b"ready_seq", "result", b"result", "spec", b"spec", "started_ms", b"started_ms", "state", b"state", "updated_index", b"updated_index", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

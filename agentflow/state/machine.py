@@ -453,7 +453,9 @@ class SchedulerState:
     def _new_task(
         self, task_id: str, spec: state_pb2.TaskSpec, workflow_id: str, ch: _Changes
     ) -> state_pb2.Task:
-        task = state_pb2.Task(id=task_id, workflow_id=workflow_id, created_ms=ch.now)
+        task = state_pb2.Task(
+            id=task_id, workflow_id=workflow_id, created_ms=ch.now, created_index=ch.index
+        )
         task.spec.CopyFrom(spec)
         task.priority = spec.priority if spec.HasField("priority") else state_pb2.PRIORITY_NORMAL
         self.tasks[task_id] = task

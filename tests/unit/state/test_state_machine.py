@@ -859,6 +859,8 @@ def finished_workflow(h: Harness, wf_id: str = "release") -> None:
 def test_deleting_a_finished_workflow_frees_its_id(h: Harness) -> None:
     h.worker()
     finished_workflow(h)
+    old_index = h.sm.tasks["release/build"].created_index
+    assert old_index == 2  # the submit's raft index
     again = h.workflow(spec(id="build"), id="release")
     assert error_of(again)[0] == pb.CommandError.ALREADY_EXISTS
     result = delete(h, workflows=("release",))
@@ -871,6 +873,8 @@ def test_deleting_a_finished_workflow_frees_its_id(h: Harness) -> None:
     rerun = h.workflow(spec(id="build"), spec(id="test", deps=["build"]), id="release")
     assert rerun.workflow_id == "release"
     assert h.states("release/build", "release/test") == ["READY", "PENDING"]
+    # What tells a worker that attempt 1 of the new task is not the old one again.
+    assert h.sm.tasks["release/build"].created_index == rerun.index > old_index
 
 
 def test_a_running_workflow_is_refused_naming_the_busy_task(h: Harness) -> None:
