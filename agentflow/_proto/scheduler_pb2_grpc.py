@@ -86,6 +86,11 @@ class SchedulerServiceStub:
                 request_serializer=agentflow_dot_v1_dot_scheduler__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=agentflow_dot_v1_dot_scheduler__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/agentflow.v1.SchedulerService/Delete',
+                request_serializer=agentflow_dot_v1_dot_scheduler__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=agentflow_dot_v1_dot_scheduler__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -152,6 +157,15 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Delete(self, request, context):
+        """Purge finished tasks and workflows (a workflow with its tasks), so that their
+        ids can be used again. FAILED_PRECONDITION, naming the record and its state,
+        for one that is not finished: cancel it first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +218,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=agentflow_dot_v1_dot_scheduler__pb2.ListWorkersRequest.FromString,
                     response_serializer=agentflow_dot_v1_dot_scheduler__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=agentflow_dot_v1_dot_scheduler__pb2.DeleteRequest.FromString,
+                    response_serializer=agentflow_dot_v1_dot_scheduler__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +495,33 @@ class SchedulerService:
             '/agentflow.v1.SchedulerService/ListWorkers',
             agentflow_dot_v1_dot_scheduler__pb2.ListWorkersRequest.SerializeToString,
             agentflow_dot_v1_dot_scheduler__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentflow.v1.SchedulerService/Delete',
+            agentflow_dot_v1_dot_scheduler__pb2.DeleteRequest.SerializeToString,
+            agentflow_dot_v1_dot_scheduler__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

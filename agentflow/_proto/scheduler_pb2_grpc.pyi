@@ -49,6 +49,11 @@ class SchedulerServiceStub:
     Reprioritize: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ReprioritizeRequest, _scheduler_pb2.ReprioritizeResponse]
     Explain: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ExplainRequest, _scheduler_pb2.ExplainResponse]
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]
+    Delete: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteRequest, _scheduler_pb2.DeleteResponse]
+    """Purge finished tasks and workflows (a workflow with its tasks), so that their
+    ids can be used again. FAILED_PRECONDITION, naming the record and its state,
+    for one that is not finished: cancel it first.
+    """
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -64,6 +69,11 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     Reprioritize: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ReprioritizeRequest, _scheduler_pb2.ReprioritizeResponse]  # type: ignore[assignment]
     Explain: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ExplainRequest, _scheduler_pb2.ExplainResponse]  # type: ignore[assignment]
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    Delete: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteRequest, _scheduler_pb2.DeleteResponse]  # type: ignore[assignment]
+    """Purge finished tasks and workflows (a workflow with its tasks), so that their
+    ids can be used again. FAILED_PRECONDITION, naming the record and its state,
+    for one that is not finished: cancel it first.
+    """
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -136,6 +146,17 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scheduler_pb2.ListWorkersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.ListWorkersResponse, _abc.Awaitable[_scheduler_pb2.ListWorkersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Delete(
+        self,
+        request: _scheduler_pb2.DeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.DeleteResponse, _abc.Awaitable[_scheduler_pb2.DeleteResponse]]:
+        """Purge finished tasks and workflows (a workflow with its tasks), so that their
+        ids can be used again. FAILED_PRECONDITION, naming the record and its state,
+        for one that is not finished: cancel it first.
+        """
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

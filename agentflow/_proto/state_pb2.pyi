@@ -333,6 +333,7 @@ class Task(_message.Message):
     DEPENDENCIES_FIELD_NUMBER: _builtins.int
     UPDATED_INDEX_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
+    CREATED_INDEX_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow_id: _builtins.str
     state: Global___TaskState.ValueType
@@ -356,6 +357,11 @@ class Task(_message.Message):
     """tie-break inside one ready_ms: order of becoming READY"""
     updated_index: _builtins.int
     """raft index of the last change"""
+    created_index: _builtins.int
+    """Raft index of the submit that created this task. An id can be used again once
+    its task is deleted or pruned; with this a worker tells attempt 1 of the new
+    task from attempt 1 of the old one it ran (0: created before this field).
+    """
     @_builtins.property
     def spec(self) -> Global___TaskSpec: ...
     @_builtins.property
@@ -394,10 +400,11 @@ class Task(_message.Message):
         dependencies: _abc.Iterable[_builtins.str] | None = ...,
         updated_index: _builtins.int = ...,
         errors: _abc.Iterable[_builtins.str] | None = ...,
+        created_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_ms", b"assigned_ms", "attempt", b"attempt", "created_ms", b"created_ms", "dependencies", b"dependencies", "errors", b"errors", "finished_ms", b"finished_ms", "gpu_indices", b"gpu_indices", "id", b"id", "not_before_ms", b"not_before_ms", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "ready_ms", b"ready_ms", "ready_seq", b"ready_seq", "result", b"result", "spec", b"spec", "started_ms", b"started_ms", "state", b"state", "updated_index", b"updated_index", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_ms", b"assigned_ms", "attempt", b"attempt", "created_index", b"created_index", "created_ms", b"created_ms", "dependencies", b"dependencies", "errors", b"errors", "finished_ms", b"finished_ms", "gpu_indices", b"gpu_indices", "id", b"id", "not_before_ms", b"not_before_ms", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "ready_ms", b"ready_ms", "ready_seq", b"ready_seq", "result", b"result", "spec", b"spec", "started_ms", b"started_ms", "state", b"state", "updated_index", b"updated_index", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -597,6 +604,7 @@ class Command(_message.Message):
     REQUEUE_TASKS_FIELD_NUMBER: _builtins.int
     PRUNE_FIELD_NUMBER: _builtins.int
     FINISH_TASKS_FIELD_NUMBER: _builtins.int
+    DELETE_RECORDS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """a client's idempotency key; empty = none"""
     now_ms: _builtins.int
@@ -632,6 +640,8 @@ class Command(_message.Message):
     def prune(self) -> Global___Prune: ...
     @_builtins.property
     def finish_tasks(self) -> Global___FinishTasks: ...
+    @_builtins.property
+    def delete_records(self) -> Global___DeleteRecords: ...
     def __init__(
         self,
         *,
@@ -651,12 +661,13 @@ class Command(_message.Message):
         requeue_tasks: Global___RequeueTasks | None = ...,
         prune: Global___Prune | None = ...,
         finish_tasks: Global___FinishTasks | None = ...,
+        delete_records: Global___DeleteRecords | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks", "delete_records"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1106,6 +1117,47 @@ class Prune(_message.Message):
 Global___Prune: _TypeAlias = Prune  # noqa: Y015
 
 @_typing.final
+class DeleteRecords(_message.Message):
+    """An operator's purge of finished records, so that their ids can be used again.
+    All or nothing: one named record that may not go (unknown, not final, a task
+    of a workflow, something unfinished depends on it) refuses the whole command,
+    naming it. A workflow goes with all its tasks.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_IDS_FIELD_NUMBER: _builtins.int
+    WORKFLOW_IDS_FIELD_NUMBER: _builtins.int
+    FINISHED_BEFORE_AGE_MS_FIELD_NUMBER: _builtins.int
+    finished_before_age_ms: _builtins.int
+    """Also every finished task (on its own) and finished workflow that ended at
+    least this long before `Command.now_ms`, skipping any that an unfinished
+    task depends on. Unset = none; 0 = every finished one.
+    """
+    @_builtins.property
+    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """tasks submitted on their own"""
+
+    @_builtins.property
+    def workflow_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        workflow_ids: _abc.Iterable[_builtins.str] | None = ...,
+        finished_before_age_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_finished_before_age_ms", b"_finished_before_age_ms", "finished_before_age_ms", b"finished_before_age_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_finished_before_age_ms", b"_finished_before_age_ms", "finished_before_age_ms", b"finished_before_age_ms", "task_ids", b"task_ids", "workflow_ids", b"workflow_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__finished_before_age_ms: _TypeAlias = _typing.Literal["finished_before_age_ms"]  # noqa: Y015
+    _WhichOneofArgType__finished_before_age_ms: _TypeAlias = _typing.Literal["_finished_before_age_ms", b"_finished_before_age_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__finished_before_age_ms) -> _WhichOneofReturnType__finished_before_age_ms | None: ...
+
+Global___DeleteRecords: _TypeAlias = DeleteRecords  # noqa: Y015
+
+@_typing.final
 class CommandError(_message.Message):
     """---- results -------------------------------------------------------------------"""
 
@@ -1162,6 +1214,7 @@ class CommandResult(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    WORKFLOW_IDS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     workflow_id: _builtins.str
     duplicate: _builtins.bool
@@ -1178,6 +1231,10 @@ class CommandResult(_message.Message):
     def rejected(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """stale or unknown reports, "task_id: why" """
 
+    @_builtins.property
+    def workflow_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """DeleteRecords: the workflows removed"""
+
     def __init__(
         self,
         *,
@@ -1187,10 +1244,11 @@ class CommandResult(_message.Message):
         workflow_id: _builtins.str = ...,
         rejected: _abc.Iterable[_builtins.str] | None = ...,
         duplicate: _builtins.bool = ...,
+        workflow_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "error", b"error", "index", b"index", "rejected", b"rejected", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "error", b"error", "index", b"index", "rejected", b"rejected", "task_ids", b"task_ids", "workflow_id", b"workflow_id", "workflow_ids", b"workflow_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,6 +26,7 @@ from agentflow.client.errors import (
 )
 from agentflow.client.models import (
     ClusterStatus,
+    Deleted,
     Member,
     OnFailure,
     Priority,
@@ -54,6 +55,7 @@ __all__ = [
     "Client",
     "ClusterStatus",
     "DeadlineExceededError",
+    "Deleted",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "Member",

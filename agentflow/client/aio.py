@@ -36,6 +36,7 @@ from agentflow.client.errors import (
 )
 from agentflow.client.models import (
     ClusterStatus,
+    Deleted,
     PriorityLike,
     SubmittedWorkflow,
     Task,
@@ -232,10 +233,15 @@ class AsyncClient(ClientBase):
         return builtins.list(response.task_ids)
 
     async def submit_workflow(
-        self, workflow: Workflow | str | PathLike[str], *, request_id: str | None = None
+        self,
+        workflow: Workflow | str | PathLike[str],
+        *,
+        id: str | None = None,
+        request_id: str | None = None,
     ) -> SubmittedWorkflow:
-        """Submit a `Workflow`, or the workflow YAML file at a path."""
-        request, checked = requests.submit_workflow(as_workflow(workflow), request_id)
+        """Submit a `Workflow`, or the workflow YAML file at a path; `id` replaces the
+        workflow's own id (one workflow file, several runs side by side)."""
+        request, checked = requests.submit_workflow(as_workflow(workflow, id), request_id)
         response = await self._unary(
             "submit workflow", lambda s: s.scheduler.SubmitWorkflow, request, write=True
         )
@@ -259,6 +265,29 @@ class AsyncClient(ClientBase):
         """Move a task that is not running yet to another priority level."""
         request = requests.reprioritize(task_id, priority, request_id)
         await self._unary("reprioritize", lambda s: s.scheduler.Reprioritize, request, write=True)
+
+    async def delete(
+        self,
+        *task_ids: str,
+        workflow_ids: Iterable[str] | str = (),
+        finished_before: float | None = None,
+        request_id: str | None = None,
+    ) -> Deleted:
+        """Purge finished records so their ids can be used again: tasks submitted on
+        their own, workflows (each with all its tasks), and with `finished_before`
+        (seconds) every finished task and workflow that ended at least that long ago.
+
+        All or nothing for the named ones: FailedPreconditionError, naming the record
+        and its state, for one that has not finished (cancel it first), a task of a
+        workflow (delete the workflow), or one an unfinished task depends on.
+        """
+        request = requests.delete(task_ids, workflow_ids, finished_before, request_id)
+        response = await self._unary("delete", lambda s: s.scheduler.Delete, request, write=True)
+        return convert.deleted_from_proto(response)
+
+    async def delete_workflow(self, workflow_id: str, *, request_id: str | None = None) -> Deleted:
+        """Purge a finished workflow with its tasks (see `delete`)."""
+        return await self.delete(workflow_ids=[workflow_id], request_id=request_id)
 
     # ----- reads -----
 

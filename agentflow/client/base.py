@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -94,8 +95,10 @@ def remaining(limit: Deadline | None) -> float | None:
     return None if limit is None else limit.remaining()
 
 
-def as_workflow(workflow: Workflow | str | PathLike[str]) -> Workflow:
-    return workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+def as_workflow(workflow: Workflow | str | PathLike[str], id: str | None = None) -> Workflow:
+    """The workflow itself or the one in a file; `id` (when given) replaces its id."""
+    loaded = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+    return loaded if id is None else dataclasses.replace(loaded, id=id)
 
 
 class Settle:

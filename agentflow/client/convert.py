@@ -15,6 +15,7 @@ from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2 as pb
 from agentflow.client.models import (
     ClusterStatus,
+    Deleted,
     Member,
     OnFailure,
     Priority,
@@ -218,6 +219,15 @@ def page_from_proto(message: api.ListTasksResponse) -> TaskPage:
         tasks=tuple(task_from_proto(t) for t in message.tasks),
         next_page_token=message.next_page_token,
         total=message.total,
+    )
+
+
+def deleted_from_proto(message: api.DeleteResponse) -> Deleted:
+    return Deleted(
+        task_ids=tuple(message.task_ids),
+        workflow_ids=tuple(message.workflow_ids),
+        index=message.index,
+        duplicate=message.duplicate,
     )
 
 

@@ -263,6 +263,16 @@ class SubmittedWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class Deleted:
+    """What a delete removed, in creation order; a workflow's tasks are included."""
+
+    task_ids: tuple[str, ...]
+    workflow_ids: tuple[str, ...]
+    index: int  # raft index of the commit
+    duplicate: bool  # the request id was seen before: this is the first result
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowStatus:
     """A workflow with its tasks and the DAG queries computed by the master."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +22,7 @@ from agentflow.client.validation import (
 )
 
 MAX_PAGE_SIZE = 1000
+_INT64_MAX = 2**63 - 1
 
 
 def new_request_id() -> str:
@@ -149,6 +151,42 @@ def cancel(
         workflow_id=check_text(workflow_id, "workflow_id"),
         reason=check_text(reason, "reason"),
     )
+
+
+def _ids(values: Iterable[str] | str, field: str) -> list[str]:
+    ids = [values] if isinstance(values, str) else list(values)
+    for i, value in enumerate(ids):
+        check_id(value, f"{field}[{i}]")
+    return ids
+
+
+def delete(
+    task_ids: Iterable[str] | str,
+    workflow_ids: Iterable[str] | str,
+    finished_before: float | None,
+    request_id: str | None,
+) -> api.DeleteRequest:
+    request = api.DeleteRequest(
+        task_ids=_ids(task_ids, "task_ids"), workflow_ids=_ids(workflow_ids, "workflow_ids")
+    )
+    if finished_before is not None:
+        if (
+            isinstance(finished_before, bool)
+            or not isinstance(finished_before, int | float)
+            or math.isnan(finished_before)
+            or finished_before < 0
+        ):
+            raise InvalidArgumentError(
+                "finished_before", f"must be a number of seconds >= 0, got {finished_before!r}"
+            )
+        age_ms = finished_before * 1000
+        if age_ms > _INT64_MAX:
+            raise InvalidArgumentError("finished_before", f"too large: {finished_before!r} s")
+        request.finished_before_age_ms = round(age_ms)
+    elif not request.task_ids and not request.workflow_ids:
+        raise InvalidArgumentError("task_ids", "give task ids, workflow ids or finished_before")
+    request.request_id = _request_id(request_id)
+    return request
 
 
 def reprioritize(

@@ -399,6 +399,44 @@ class _Scheduler(_Servicer, api_grpc.SchedulerServiceServicer):
                 cancelled.append(task_id)
         return api.CancelResponse(cancelled=cancelled, index=self.state.index)
 
+    @_handler("Delete")
+    def Delete(self, request: api.DeleteRequest) -> api.DeleteResponse:
+        """Named records only, plus (for `finished_before_age_ms`) every finished one
+        whatever its age; refuses an unfinished one like the state machine."""
+        seen = self._dedupe(request.request_id)
+        if seen is not None:
+            response = api.DeleteResponse()
+            response.CopyFrom(seen)
+            response.duplicate = True
+            return response
+        state = self.state
+        workflows = list(request.workflow_ids)
+        tasks = list(request.task_ids)
+        if request.HasField("finished_before_age_ms"):
+            workflows += [
+                w.id for w in state.workflows.values() if w.state != pb.WORKFLOW_STATE_RUNNING
+            ]
+            tasks += [t.id for t in state.tasks.values() if t.state in _FINAL and not t.workflow_id]
+        for wf_id in workflows:
+            workflow = state.workflows.get(wf_id)
+            if workflow is None:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"workflow {wf_id!r} not found")
+            tasks += workflow.task_ids
+        for task_id in tasks:
+            if self._task(task_id).state not in _FINAL:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, f"task {task_id!r} not finished")
+        gone = list(dict.fromkeys(tasks))
+        for task_id in gone:
+            del state.tasks[task_id]
+        for wf_id in dict.fromkeys(workflows):
+            del state.workflows[wf_id]
+        state.index += 1
+        response = api.DeleteResponse(
+            task_ids=gone, workflow_ids=list(dict.fromkeys(workflows)), index=state.index
+        )
+        state.requests[request.request_id] = response
+        return response
+
     @_handler("Reprioritize")
     def Reprioritize(self, request: api.ReprioritizeRequest) -> api.ReprioritizeResponse:
         task = self._task(request.task_id)

@@ -30,7 +30,7 @@ from agentflow.state import (
     validate_submit_tasks,
     validate_workflow_spec,
 )
-from agentflow.state.validate import check_request_id, validate_list_filter
+from agentflow.state.validate import check_request_id, validate_delete, validate_list_filter
 
 SERVICE = "SchedulerService"
 MAX_PAGE = 1000
@@ -169,6 +169,34 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
         result = await self._write(context, cmd, request, request.request_id)
         return api.ReprioritizeResponse(index=result.index)
+
+    @leader_only(SERVICE, api.DeleteResponse)
+    async def Delete(self, request: api.DeleteRequest, context: Ctx) -> api.DeleteResponse:
+        # Authorization seam: purging records is an admin action once tokens carry
+        # roles. The role check goes here, before anything is proposed; until roles
+        # exist every caller that may write may delete.
+        by_age = request.HasField("finished_before_age_ms")
+        try:
+            validate_delete(
+                request.task_ids, request.workflow_ids, by_age, request.finished_before_age_ms
+            )
+        except StateError as exc:
+            await abort_for(context, exc)
+        purge = state_pb2.DeleteRecords(
+            task_ids=request.task_ids, workflow_ids=request.workflow_ids
+        )
+        if by_age:
+            # An age, not a time: the state machine measures it from the command's
+            # now_ms, the leader's clock, like every other time in the state.
+            purge.finished_before_age_ms = request.finished_before_age_ms
+        cmd = state_pb2.Command(delete_records=purge)
+        result = await self._write(context, cmd, request, request.request_id)
+        return api.DeleteResponse(
+            task_ids=result.task_ids,
+            workflow_ids=result.workflow_ids,
+            index=result.index,
+            duplicate=result.duplicate,
+        )
 
     # -- reads of replicated state ----------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_COMMAND_BYTES",
     "MAX_CPU",
     "MAX_CWD_BYTES",
+    "MAX_DELETE_IDS",
     "MAX_ENV_BYTES",
     "MAX_ENV_VARS",
     "MAX_GPUS",
@@ -47,6 +48,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024  # the serialized task specs of one request
 MAX_TASK_DEPENDENCIES = 10_000  # of one task: a fan-in over a whole workflow
 MAX_REQUEST_DEPENDENCIES = 50_000  # summed over the tasks of one request
 MAX_REQUEST_ID_LENGTH = 128
+MAX_DELETE_IDS = 10_000  # task and workflow ids named in one delete, together
 
 # ---- one task spec --------------------------------------------------------------------
 MAX_NAME_LENGTH = 256  # characters

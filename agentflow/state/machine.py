@@ -35,6 +35,7 @@ from agentflow.state.errors import (
 from agentflow.state.validate import (
     check_request_digest,
     check_request_id,
+    validate_delete,
     validate_priority,
     validate_submit_tasks,
     validate_worker_info,
@@ -452,7 +453,9 @@ class SchedulerState:
     def _new_task(
         self, task_id: str, spec: state_pb2.TaskSpec, workflow_id: str, ch: _Changes
     ) -> state_pb2.Task:
-        task = state_pb2.Task(id=task_id, workflow_id=workflow_id, created_ms=ch.now)
+        task = state_pb2.Task(
+            id=task_id, workflow_id=workflow_id, created_ms=ch.now, created_index=ch.index
+        )
         task.spec.CopyFrom(spec)
         task.priority = spec.priority if spec.HasField("priority") else state_pb2.PRIORITY_NORMAL
         self.tasks[task_id] = task
@@ -858,6 +861,98 @@ class SchedulerState:
             del self.workers[wid]
             ch.workers[wid] = None
 
+    def _delete_records(
+        self, cmd: state_pb2.Command, ch: _Changes, result: state_pb2.CommandResult
+    ) -> None:
+        """An operator's purge (DeleteRecords). Every named record is checked before
+        the first goes, so a refusal changes nothing; the age sweep skips instead."""
+        req = cmd.delete_records
+        by_age = req.HasField("finished_before_age_ms")
+        validate_delete(req.task_ids, req.workflow_ids, by_age, req.finished_before_age_ms)
+        workflows: dict[str, None] = {}
+        for i, wf_id in enumerate(req.workflow_ids):
+            wf = self.workflows.get(wf_id)
+            if wf is None:
+                raise StateError(NOT_FOUND, f"workflow_ids[{i}]", f"unknown workflow {wf_id!r}")
+            why = self._cannot_delete_workflow(wf)
+            if why:
+                raise StateError(FAILED_PRECONDITION, f"workflow_ids[{i}]", why)
+            workflows[wf_id] = None
+        tasks: dict[str, None] = {}
+        for i, task_id in enumerate(req.task_ids):
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise StateError(NOT_FOUND, f"task_ids[{i}]", f"unknown task {task_id!r}")
+            if task.workflow_id in workflows:
+                continue  # goes with its workflow
+            why = self._cannot_delete_task(task)
+            if why:
+                raise StateError(FAILED_PRECONDITION, f"task_ids[{i}]", why)
+            tasks[task_id] = None
+        if by_age:
+            cutoff = ch.now - req.finished_before_age_ms
+            for task in self._in_creation_order(
+                i for s in FINAL_STATES for i in self._by_state[s] if not self.tasks[i].workflow_id
+            ):
+                if task.finished_ms <= cutoff and not self._cannot_delete_task(task):
+                    tasks[task.id] = None
+            for wf in self.workflows.values():
+                if (
+                    wf.state != state_pb2.WORKFLOW_STATE_RUNNING
+                    and wf.finished_ms <= cutoff
+                    and not self._cannot_delete_workflow(wf)
+                ):
+                    workflows[wf.id] = None
+        removed = dict(tasks)
+        for wf_id in workflows:
+            removed.update(dict.fromkeys(self.workflows[wf_id].task_ids))
+        for task_id in sorted(removed, key=self._pos.__getitem__):
+            self._remove_task(self.tasks[task_id])
+            ch.tasks[task_id] = None
+            result.task_ids.append(task_id)
+        # In creation order, like the tasks, whatever order they were named in.
+        for wf_id in [w for w in self.workflows if w in workflows]:
+            del self.workflows[wf_id]
+            del self._wf_unfinished[wf_id]
+            ch.workflows[wf_id] = None
+            result.workflow_ids.append(wf_id)
+
+    def _cannot_delete_task(self, task: state_pb2.Task) -> str:
+        """Why a task on its own may not be deleted yet ("" = it may)."""
+        if task.workflow_id:
+            return (
+                f"task {task.id} belongs to workflow {task.workflow_id}: delete the workflow, "
+                "which takes its tasks with it"
+            )
+        if task.state not in FINAL_STATES:
+            return f"task {task.id} is {state_name(task.state)}: cancel it first, then delete it"
+        return self._needed_by(task.id)
+
+    def _cannot_delete_workflow(self, wf: state_pb2.Workflow) -> str:
+        """Why a workflow may not be deleted yet ("" = it may)."""
+        if self._wf_unfinished[wf.id]:
+            busy = next(t for t in self.tasks_of_workflow(wf.id) if t.state not in FINAL_STATES)
+            return (
+                f"workflow {wf.id} is still running (task {busy.id} is "
+                f"{state_name(busy.state)}): cancel it first, then delete it"
+            )
+        for task_id in wf.task_ids:
+            why = self._needed_by(task_id)
+            if why:
+                return f"workflow {wf.id}: {why}"
+        return ""
+
+    def _needed_by(self, task_id: str) -> str:
+        # Its dependents would otherwise run as if it had succeeded (see _is_done).
+        for child_id in self._dependents.get(task_id, ()):
+            child = self.tasks[child_id]
+            if child.state not in FINAL_STATES:
+                return (
+                    f"task {task_id} is a dependency of unfinished task {child_id} "
+                    f"({state_name(child.state)})"
+                )
+        return ""
+
     def _has_unfinished_dependent(self, task_id: str) -> bool:
         return any(
             self.tasks[c].state not in FINAL_STATES for c in self._dependents.get(task_id, ())
@@ -890,6 +985,7 @@ class SchedulerState:
         "set_worker_state": _set_worker_state,
         "requeue_tasks": _requeue_tasks,
         "prune": _prune,
+        "delete_records": _delete_records,
     }
 
     def _finish_workflows(self, ch: _Changes) -> None:

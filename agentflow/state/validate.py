@@ -39,6 +39,7 @@ from agentflow.state.limits import (
     MAX_COMMAND_BYTES,
     MAX_CPU,
     MAX_CWD_BYTES,
+    MAX_DELETE_IDS,
     MAX_ENV_BYTES,
     MAX_ENV_VARS,
     MAX_GPUS,
@@ -63,6 +64,7 @@ __all__ = [
     "check_id",
     "check_request_digest",
     "check_request_id",
+    "validate_delete",
     "validate_list_filter",
     "validate_priority",
     "validate_submit_tasks",
@@ -72,6 +74,8 @@ __all__ = [
 ]
 
 MAX_WORKER_ID_LENGTH = 256
+# A workflow's task is "<workflow id>/<task id>", each part at most 128 characters.
+MAX_TASK_ID_LENGTH = 2 * 128 + 1
 
 _PRIORITY_NAMES = ", ".join(
     state_pb2.Priority.Name(v).removeprefix("PRIORITY_") for v in state_pb2.Priority.values()
@@ -352,3 +356,24 @@ def validate_worker_info(info: state_pb2.WorkerInfo, field: str = "info") -> Non
     for key in sorted(info.labels):
         if not key:
             raise invalid(f"{field}.labels", "empty key")
+
+
+def validate_delete(
+    task_ids: Sequence[str], workflow_ids: Sequence[str], by_age: bool, age_ms: int
+) -> None:
+    """A DeleteRecords command (or request) by its form: something to delete, ids
+    that could name a record, a non-negative age. Whether each record exists and
+    may go depends on the state."""
+    if not task_ids and not workflow_ids and not by_age:
+        raise invalid("task_ids", "name tasks or workflows to delete, or an age (finished before)")
+    named = len(task_ids) + len(workflow_ids)
+    if named > MAX_DELETE_IDS:
+        raise invalid("task_ids", f"{named} ids in one delete (at most {MAX_DELETE_IDS})")
+    for field, ids in (("task_ids", task_ids), ("workflow_ids", workflow_ids)):
+        for i, value in enumerate(ids):
+            if not value:
+                raise invalid(f"{field}[{i}]", "empty id")
+            if len(value) > MAX_TASK_ID_LENGTH:
+                raise invalid(f"{field}[{i}]", f"no record has an id this long: {show(value)}")
+    if by_age and age_ms < 0:
+        raise invalid("finished_before_age_ms", f"must be >= 0, got {age_ms}")

@@ -77,7 +77,9 @@ class TaskSlots:
         self._pending_keys: set[Key] = set()
         self._order = itertools.count()
         self._running: dict[Key, asyncio.Task[None]] = {}
-        self._recent: OrderedDict[Key, None] = OrderedDict()
+        # Finished attempt -> created_index of its task: a task id used again (the
+        # old task deleted) starts over at attempt 1, which is not a repeat.
+        self._recent: OrderedDict[Key, int] = OrderedDict()
         self._wake = asyncio.Event()
 
     # -- what the agent asks -----------------------------------------------------------
@@ -109,7 +111,7 @@ class TaskSlots:
             key = (task.id, task.attempt)
             if (
                 key in self._running
-                or key in self._recent
+                or self._recent.get(key) == task.created_index
                 or key in self._pending_keys
                 or key in self.outbound.results
             ):
@@ -210,7 +212,8 @@ class TaskSlots:
         finally:
             started.cancel()
             del self._running[key]
-            self._recent[key] = None
+            self._recent[key] = task.created_index
+            self._recent.move_to_end(key)
             while len(self._recent) > RECENT_KEYS:
                 self._recent.popitem(last=False)
             self._wake.set()

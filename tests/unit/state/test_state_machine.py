@@ -15,6 +15,7 @@ from agentflow.state.errors import (
     INVALID_ARGUMENT,
     NOT_FOUND,
 )
+from agentflow.state.limits import MAX_DELETE_IDS
 from agentflow.state.machine import state_name
 
 CONTINUE = pb.ON_FAILURE_CONTINUE
@@ -830,6 +831,191 @@ def test_reused_id_does_not_inherit_old_dependents(h: Harness) -> None:
     restored = SchedulerState()
     restored.restore(h.sm.snapshot())
     assert restored.dependents("a") == []
+
+
+# --- DeleteRecords: an operator's purge, so ids can be used again ----------------
+
+
+def delete(
+    h: Harness, *task_ids: str, workflows: tuple[str, ...] = (), age: int | None = None, **kw: Any
+) -> pb.CommandResult:
+    req = pb.DeleteRecords(task_ids=task_ids, workflow_ids=workflows)
+    if age is not None:
+        req.finished_before_age_ms = age
+    return h.run(delete_records=req, **kw)
+
+
+def refused(h: Harness, result: pb.CommandResult, before: bytes) -> tuple[int, str, str]:
+    assert entities(h.sm) == before, "a refused delete changed the state"
+    return error_of(result)
+
+
+def finished_workflow(h: Harness, wf_id: str = "release") -> None:
+    h.workflow(spec(id="build"), spec(id="test", deps=["build"]), id=wf_id)
+    h.complete(f"{wf_id}/build")
+    h.complete(f"{wf_id}/test")
+
+
+def test_deleting_a_finished_workflow_frees_its_id(h: Harness) -> None:
+    h.worker()
+    finished_workflow(h)
+    old_index = h.sm.tasks["release/build"].created_index
+    assert old_index == 2  # the submit's raft index
+    again = h.workflow(spec(id="build"), id="release")
+    assert error_of(again)[0] == pb.CommandError.ALREADY_EXISTS
+    result = delete(h, workflows=("release",))
+    assert not result.HasField("error")
+    assert list(result.workflow_ids) == ["release"]
+    assert list(result.task_ids) == ["release/build", "release/test"]
+    assert "release" not in h.sm.workflows and not h.sm.tasks
+    assert h.changes[-1].workflows == ("release",)
+    assert h.changes[-1].tasks == ("release/build", "release/test")
+    rerun = h.workflow(spec(id="build"), spec(id="test", deps=["build"]), id="release")
+    assert rerun.workflow_id == "release"
+    assert h.states("release/build", "release/test") == ["READY", "PENDING"]
+    # What tells a worker that attempt 1 of the new task is not the old one again.
+    assert h.sm.tasks["release/build"].created_index == rerun.index > old_index
+
+
+def test_a_running_workflow_is_refused_naming_the_busy_task(h: Harness) -> None:
+    h.worker()
+    h.workflow(spec(id="build"), spec(id="test", deps=["build"]), id="release")
+    h.complete("release/build")
+    h.assign("release/test")
+    before = entities(h.sm)
+    code, field, message = refused(h, delete(h, workflows=("release",)), before)
+    assert (code, field) == (FAILED_PRECONDITION, "workflow_ids[0]")
+    assert message == (
+        "workflow release is still running (task release/test is ASSIGNED): "
+        "cancel it first, then delete it"
+    )
+    h.cancel(workflow_id="release")
+    assert list(delete(h, workflows=("release",)).workflow_ids) == ["release"]
+
+
+def test_unfinished_tasks_are_refused_naming_id_and_state(h: Harness) -> None:
+    h.worker()
+    done, queued = h.ids(spec(id="done"), spec(id="queued"))
+    h.complete(done)
+    before = entities(h.sm)
+    # All or nothing: the finished task named first stays too.
+    code, field, message = refused(h, delete(h, done, queued), before)
+    assert (code, field) == (FAILED_PRECONDITION, "task_ids[1]")
+    assert message == "task queued is READY: cancel it first, then delete it"
+    h.assign(queued)
+    h.start(queued)
+    before = entities(h.sm)
+    message = refused(h, delete(h, queued), before)[2]
+    assert message.startswith("task queued is RUNNING")
+    h.cancel(queued)
+    assert list(delete(h, done, queued).task_ids) == ["done", "queued"]
+    assert not h.sm.tasks
+
+
+def test_a_task_of_a_workflow_goes_only_with_its_workflow(h: Harness) -> None:
+    h.worker()
+    finished_workflow(h)
+    before = entities(h.sm)
+    code, field, message = refused(h, delete(h, "release/build"), before)
+    assert (code, field) == (FAILED_PRECONDITION, "task_ids[0]")
+    assert message == (
+        "task release/build belongs to workflow release: delete the workflow, "
+        "which takes its tasks with it"
+    )
+    # Named together with its workflow it is simply part of it.
+    result = delete(h, "release/build", workflows=("release",))
+    assert list(result.task_ids) == ["release/build", "release/test"]
+
+
+def test_what_an_unfinished_task_depends_on_stays(h: Harness) -> None:
+    h.worker()
+    (a,) = h.ids(spec(id="a"))
+    h.complete(a)
+    h.ids(spec(id="b", deps=["a"]), spec(id="c", deps=["b"]))
+    before = entities(h.sm)
+    message = refused(h, delete(h, "a"), before)[2]
+    assert message == "task a is a dependency of unfinished task b (READY)"
+    finished_workflow(h, "wf")
+    (t,) = h.ids(spec(deps=["wf/test"]))
+    before = entities(h.sm)
+    message = refused(h, delete(h, workflows=("wf",)), before)[2]
+    assert message == f"workflow wf: task wf/test is a dependency of unfinished task {t} (READY)"
+
+
+def test_unknown_and_malformed_names_change_nothing(h: Harness) -> None:
+    h.worker()
+    (a,) = h.ids(spec(id="a"))
+    h.complete(a)
+    before = entities(h.sm)
+    assert refused(h, delete(h, "a", "ghost"), before)[:2] == (NOT_FOUND, "task_ids[1]")
+    assert refused(h, delete(h, workflows=("nope",)), before) == (
+        NOT_FOUND,
+        "workflow_ids[0]",
+        "unknown workflow 'nope'",
+    )
+    assert refused(h, delete(h), before)[:2] == (INVALID_ARGUMENT, "task_ids")
+    assert refused(h, delete(h, ""), before)[:2] == (INVALID_ARGUMENT, "task_ids[0]")
+    assert refused(h, delete(h, "x" * 300), before)[:2] == (INVALID_ARGUMENT, "task_ids[0]")
+    assert refused(h, delete(h, age=-1), before)[:2] == (INVALID_ARGUMENT, "finished_before_age_ms")
+    many = tuple(f"t{i}" for i in range(MAX_DELETE_IDS + 1))
+    assert refused(h, delete(h, *many), before)[:2] == (INVALID_ARGUMENT, "task_ids")
+    assert "a" in h.sm.tasks
+
+
+def test_the_age_sweep_takes_what_finished_long_enough_ago_and_skips_the_rest(
+    h: Harness,
+) -> None:
+    h.worker()
+    h.now = 1_000
+    old, young, waited_on, live = h.ids(spec(id="old"), spec(id="young"), spec(id="w"), spec())
+    h.complete(old)
+    h.complete(waited_on)
+    finished_workflow(h, "wf-old")
+    h.workflow(spec(id="a"), id="wf-live")
+    h.ids(spec(id="child", deps=["w"]))
+    h.now = 5_000
+    h.complete(young)
+    # Finished at 1000, swept at 5000 with an age of 4000: exactly old enough.
+    result = delete(h, age=4_000)
+    assert not result.HasField("error")
+    assert list(result.task_ids) == ["old", "wf-old/build", "wf-old/test"]
+    assert list(result.workflow_ids) == ["wf-old"]
+    assert set(h.sm.tasks) == {young, waited_on, live, "wf-live/a", "child"}
+    # Age 0: everything finished, still skipping what an unfinished task waits on.
+    assert list(delete(h, age=0).task_ids) == ["young"]
+    assert delete(h, age=0).task_ids == []
+
+
+def test_a_retried_delete_is_a_duplicate_and_a_reused_request_id_is_refused(h: Harness) -> None:
+    h.worker()
+    finished_workflow(h)
+    digest = b"d" * 32
+    first = delete(h, workflows=("release",), request_id="r1", request_digest=digest)
+    again = delete(h, workflows=("release",), request_id="r1", request_digest=digest)
+    assert again.duplicate and again.index == first.index
+    assert list(again.workflow_ids) == ["release"]
+    other = delete(h, "x", request_id="r1", request_digest=b"e" * 32)
+    assert (other.error.code, other.error.field) == (FAILED_PRECONDITION, "request_id")
+
+
+def test_indexes_and_snapshot_after_a_delete_match_a_restore(h: Harness) -> None:
+    h.worker()
+    h.worker("w2")
+    finished_workflow(h)
+    (a,) = h.ids(spec(id="a"))
+    h.complete(a)
+    (b,) = h.ids(spec(id="b", deps=["a"]))
+    h.complete(b)
+    delete(h, "a", workflows=("release",))
+    # b keeps naming its deleted dependency; a new "a" is not its parent.
+    (a2,) = h.ids(spec(id="a"))
+    assert h.sm.dependents(a2) == []
+    restored = SchedulerState()
+    restored.restore(h.sm.snapshot())
+    assert restored.snapshot() == h.sm.snapshot()
+    assert restored.dependents(a2) == []
+    assert restored.counts() == h.sm.counts()
+    assert list(restored.workflows) == list(h.sm.workflows) == []
 
 
 # --- listeners, snapshot -------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Hypothesis writes logs of every command kind (valid and invalid submits, workflows
 with cycles, assignments with right and wrong attempts, fresh and stale reports,
-cancels, prunes, workers coming and going, retried request ids, garbage bytes),
-choosing ids from the state as it evolves. Then:
+cancels, prunes, operator deletes (named and by age, allowed and refused), workers
+coming and going, retried request ids, garbage bytes), choosing ids from the state
+as it evolves. Then:
 
 - replaying the log into two fresh machines gives byte-identical snapshots;
 - restore(snapshot) then snapshot() is byte-identical, and a machine restored midway
@@ -38,6 +39,7 @@ KINDS = [
     "worker_state",
     "requeue",
     "prune",
+    *["delete"] * 2,
     "garbage",
 ]
 
@@ -187,6 +189,17 @@ def draw_command(data: st.DataObject, sm: SchedulerState, now: int) -> bytes:
                 reason="gone",
                 retry_delay_ms=data.draw(st.integers(0, 1_000)),
             )
+    elif kind == "delete":
+        req = cmd.delete_records
+        # Mostly finished records (allowed), sometimes any record or an unknown one.
+        finished = [t.id for t in sm.tasks.values() if t.state in FINAL_STATES]
+        for _ in range(data.draw(st.integers(0, 2))):
+            req.task_ids.append(some_task(data, sm, finished))
+        if data.draw(st.booleans()):
+            ended = [w.id for w in sm.workflows.values() if w.state != pb.WORKFLOW_STATE_RUNNING]
+            req.workflow_ids.append(pick(data, ended or list(sm.workflows), ["nope"]))
+        if not (req.task_ids or req.workflow_ids) or rarely(data):
+            req.finished_before_age_ms = data.draw(st.integers(-1 if rarely(data) else 0, 3_000))
     elif kind == "prune":
         cmd.prune.finished_before_ms = now - data.draw(st.integers(0, 5_000))
         cmd.prune.keep_finished = data.draw(st.integers(0, 3))
@@ -282,6 +295,8 @@ def _outcomes(result: pb.CommandResult) -> set[str]:
         found.add(f"error on {result.error.field.split('[')[0].split('.')[0]}")
     if result.rejected:
         found.add("rejected report or assignment")
+    if result.workflow_ids and not result.duplicate:
+        found.add("deleted a workflow")
     return found
 
 

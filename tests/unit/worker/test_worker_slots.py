@@ -62,3 +62,40 @@ async def test_a_repeated_assignment_waits_once_and_a_cancel_drops_a_waiting_one
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_a_task_id_used_again_runs_again_but_a_resend_of_a_finished_attempt_does_not() -> (
+    None
+):
+    gate, outbound = Gate(), Outbound()
+    slots = TaskSlots(gate, AdaptiveConcurrency(maximum=1), outbound, lambda: None)
+    runner = asyncio.create_task(slots.run())
+    gate.release.set()
+
+    async def settle() -> None:
+        for _ in range(200):
+            if slots.idle:
+                return
+            await asyncio.sleep(0.01)
+
+    try:
+        old = task("release/build")
+        old.created_index = 7
+        slots.accept([old])
+        await settle()
+        slots.accept([old])  # a resend of the finished attempt: not run again
+        await settle()
+        assert gate.started == ["release/build"]
+        assert outbound.results.ack("release/build", 1)  # its result was committed
+        # The old task deleted, its workflow run again: the same id, attempt 1 again.
+        new = task("release/build")
+        new.created_index = 42
+        slots.accept([new])
+        await settle()
+        assert gate.started == ["release/build", "release/build"]
+        slots.accept([new])
+        await settle()
+        assert len(gate.started) == 2
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
