@@ -15,6 +15,9 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     max_entries_per_msg: int = 1024
+    # Entry bytes per append (at least one entry always goes): a follower that missed
+    # many big commands must be sent them in messages the transport can carry.
+    max_bytes_per_msg: int = 8 << 20
     max_inflight_msgs: int = 256
     # A leader whose commit index moved tells followers on the appends it sends anyway
     # and otherwise at the next tick, instead of at once by an empty append (and its
@@ -31,5 +34,7 @@ class RaftConfig:
             )
         if self.max_entries_per_msg < 1:
             raise ValueError(f"max_entries_per_msg must be >= 1, got {self.max_entries_per_msg}")
+        if self.max_bytes_per_msg < 1:
+            raise ValueError(f"max_bytes_per_msg must be >= 1, got {self.max_bytes_per_msg}")
         if self.max_inflight_msgs < 1:
             raise ValueError(f"max_inflight_msgs must be >= 1, got {self.max_inflight_msgs}")

@@ -57,8 +57,11 @@ class RaftLog:
         mine = self.last_term()
         return last_term > mine or (last_term == mine and last_index >= self.last_index())
 
-    def slice(self, lo: int, hi: int, max_count: int | None = None) -> list[Entry]:
-        """Entries with lo <= index < hi. Raises if lo was compacted away."""
+    def slice(
+        self, lo: int, hi: int, max_count: int | None = None, max_bytes: int | None = None
+    ) -> list[Entry]:
+        """Entries with lo <= index < hi, at most `max_count` of them and no more data
+        than `max_bytes` (but at least one entry). Raises if lo was compacted away."""
         if lo <= self.base_index:
             raise LogError(f"entry {lo} is compacted (first index {self.first_index()})")
         hi = min(hi, self.last_index() + 1)
@@ -67,6 +70,13 @@ class RaftLog:
         if lo >= hi:
             return []
         off = self.base_index + 1
+        if max_bytes is not None:
+            size = 0
+            for i in range(lo, hi):
+                size += len(self.entries[i - off].data)
+                if size > max_bytes and i > lo:
+                    hi = i
+                    break
         return self.entries[lo - off : hi - off]
 
     def find_conflict_by_term(self, index: int, term: int) -> int:

@@ -93,7 +93,9 @@ def send_append(core: RaftCore, node: NodeId, allow_empty: bool = False) -> bool
     prev_term = log.term(prev)
     if prev_term is None:
         return _send_snapshot(core, node, pr)
-    entries = log.slice(pr.next, log.last_index() + 1, core.cfg.max_entries_per_msg)
+    entries = log.slice(
+        pr.next, log.last_index() + 1, core.cfg.max_entries_per_msg, core.cfg.max_bytes_per_msg
+    )
     if not entries and not allow_empty and pr.state is ProgressState.REPLICATE:
         return False
     core.send(

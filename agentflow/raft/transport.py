@@ -42,6 +42,9 @@ META_ADDRESS = "raft-address"
 MAX_QUEUED = 10_000  # messages buffered per peer before we start dropping
 WRITE_TIMEOUT = 2.0
 MAX_MESSAGE_BYTES = 64 << 20
+# One MessageBatch stays well under the cap: appends are bounded by
+# RaftConfig.max_bytes_per_msg, so several of them go as several writes.
+MAX_BATCH_BYTES = 16 << 20
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -131,11 +134,12 @@ class _Peer:
                     self._wake.clear()
                     if not self._queue:
                         continue
-                    batch, self._queue = self._queue, []
-                    # A stopped peer stops reading: give up on the call rather than
-                    # wait forever on HTTP/2 flow control.
-                    async with asyncio.timeout(WRITE_TIMEOUT):  # wait_for costs a task
-                        await call.write(pb.MessageBatch(messages=batch))
+                    queued, self._queue = self._queue, []
+                    for batch in _batches(queued):
+                        # A stopped peer stops reading: give up on the call rather than
+                        # wait forever on HTTP/2 flow control.
+                        async with asyncio.timeout(WRITE_TIMEOUT):  # wait_for costs a task
+                            await call.write(pb.MessageBatch(messages=batch))
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
                 log.debug("raft.transport.stream_down", peer=self.peer_id, error=repr(exc))
             finally:
@@ -368,3 +372,21 @@ class GrpcTransport:
     async def close(self) -> None:
         peers, self._peers = list(self._peers.values()), {}
         await asyncio.gather(*(p.close() for p in peers), *self._closing)
+
+
+def _batches(messages: list[pb.Message]) -> list[list[pb.Message]]:
+    """Split queued messages into batches of at most MAX_BATCH_BYTES (a message bigger
+    than that goes alone; it is still under MAX_MESSAGE_BYTES)."""
+    out: list[list[pb.Message]] = []
+    batch: list[pb.Message] = []
+    size = 0
+    for m in messages:
+        n = m.ByteSize()
+        if batch and size + n > MAX_BATCH_BYTES:
+            out.append(batch)
+            batch, size = [], 0
+        batch.append(m)
+        size += n
+    if batch:
+        out.append(batch)
+    return out

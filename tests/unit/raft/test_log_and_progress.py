@@ -72,6 +72,28 @@ def test_slice_bounds() -> None:
         log.slice(2, 4)
 
 
+def test_slice_is_bounded_in_bytes_but_never_empty() -> None:
+    log = RaftLog()
+    log.append([Entry(1, i, data=b"x" * size) for i, size in enumerate([4, 4, 10, 1], 1)])
+    assert pairs(log.slice(1, 5, max_bytes=8)) == [(1, 1), (1, 2)]
+    assert pairs(log.slice(1, 5, max_bytes=7)) == [(1, 1)]
+    assert pairs(log.slice(3, 5, max_bytes=2)) == [(1, 3)]  # one too big goes alone
+    assert pairs(log.slice(1, 5, max_count=3, max_bytes=100)) == [(1, 1), (1, 2), (1, 3)]
+
+
+def test_transport_splits_batches_by_bytes() -> None:
+    from agentflow._proto import raft_pb2 as pb
+    from agentflow.raft import transport
+
+    def msg(size: int) -> pb.Message:
+        return pb.Message(entries=[pb.Entry(data=b"x" * size)])
+
+    big = transport.MAX_BATCH_BYTES // 2
+    batches = transport._batches([msg(big), msg(big), msg(10), msg(3 * big), msg(1)])
+    assert [len(b) for b in batches] == [1, 2, 1, 1]
+    assert transport._batches([]) == []
+
+
 @pytest.mark.parametrize(
     ("index", "term", "want"),
     [
