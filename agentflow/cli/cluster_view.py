@@ -54,11 +54,13 @@ def role(member: Member, leader_id: str) -> str:
 def contact(member: Member) -> str:
     if not member.progress_known:
         return ""
-    since = age(member.last_contact_seconds)
+    seconds = member.last_contact_seconds
+    since = age(seconds)
     if member.reachable:
-        return f"reachable, last reply {since} ago"
+        # 0: within the leader's last tick.
+        return f"reachable, last reply {since + ' ago' if seconds else 'just now'}"
     if not member.contacted:
-        return f"unreachable, no reply since this leader took over {since} ago"
+        return f"unreachable, no reply since this leader took over ({since} ago)"
     return f"unreachable, no reply for {since}"
 
 

@@ -92,7 +92,10 @@ def test_leader_view_with_a_lost_member() -> None:
 def test_never_heard_since_election() -> None:
     member = _known("n3", reachable=False, contacted=False, last_contact_seconds=2.0, lag=3)
     text = cluster_status(_status(members_view="n1", members=(member,)), UTC_STYLE)
-    assert "   contact: unreachable, no reply since this leader took over 2s ago\n" in text
+    assert "   contact: unreachable, no reply since this leader took over (2s ago)\n" in text
+    fresh = _known("n2", last_contact_seconds=0.0)
+    text = cluster_status(_status(members_view="n1", members=(fresh,)), UTC_STYLE)
+    assert "   contact: reachable, last reply just now\n" in text
 
 
 def test_own_view_of_a_follower_says_why() -> None:
