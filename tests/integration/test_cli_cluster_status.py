@@ -89,6 +89,12 @@ def test_status_shows_a_stopped_follower_unreachable_and_behind(tmp_path: Path) 
         assert "   contact: unreachable, no reply for " in text
         assert f"● [{live}] {at_live}\n   role: follower, voter\n" in text
 
+        # own_view: the follower answers from what it knows, without asking.
+        own = asyncio.run(cluster.status(live, own_view=True))
+        assert own.members_view == live and not any(m.progress_known for m in own.members)
+        asked = asyncio.run(cluster.status(live, own_view=False))
+        assert asked.members_view == leader and all(m.progress_known for m in asked.members)
+
         # With the leader stopped too, the follower can only offer its own view.
         cluster.group.pause(leader)
         alone = status(at_live)
