@@ -2,9 +2,11 @@
 """Run the deterministic Raft simulator over a range of seeds, plus the corpus.
 
     python scripts/raft_sim.py --seeds N --first-seed S [--nodes 3|5] [--steps K]
+                               [--progress-every SECONDS]
 
 Prints one line per failing seed (the invariant it broke and the command that
-replays it), then `P passed, F failed`. Exit status 1 if anything failed.
+replays it), then `P passed, F failed`. Exit status 1 if anything failed. Every few
+seconds a progress line goes to stderr (`--progress-every 0` turns it off).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import argparse
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +29,7 @@ from agentflow.raft.testing import DEFAULT_STEPS, SimResult, run_seed  # noqa: E
 
 CORPUS = ROOT / "tests" / "sim" / "corpus.txt"
 WORKERS = 2
+PROGRESS_EVERY = 5.0  # seconds between progress lines on stderr
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +71,8 @@ def read_corpus(path: Path, default_steps: int) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job) -> SimResult:
-    return run_seed(job.seed, job.nodes, job.steps)
+def run_job(job: Job) -> tuple[Job, SimResult]:
+    return job, run_seed(job.seed, job.nodes, job.steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,9 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_STEPS,
         help=f"simulated events in the fault phase (default {DEFAULT_STEPS})",
     )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=PROGRESS_EVERY,
+        metavar="SECONDS",
+        help=f"a progress line on stderr this often (default {PROGRESS_EVERY:g}; 0: none)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 0 or args.steps < 1:
         parser.error("--seeds must be >= 0 and --steps >= 1")
+    if args.progress_every < 0:
+        parser.error(f"--progress-every must be >= 0, got {args.progress_every:g}")
 
     jobs = [
         Job(s, nodes_for(s, args.nodes), args.steps)
@@ -115,22 +129,67 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append(job)
 
     workers = min(WORKERS, os.cpu_count() or 1, len(jobs))
-    if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            failed = report(jobs, pool.imap(run_job, jobs, chunksize=2))
-    else:
-        failed = report(jobs, map(run_job, jobs))
+    tally = Tally(len(jobs))
+    with Ticker(tally, args.progress_every):
+        if workers > 1:
+            with multiprocessing.Pool(workers) as pool:
+                # Unordered: a failure is told, and counted done, as soon as it is known.
+                failed = report(pool.imap_unordered(run_job, jobs, chunksize=2), tally)
+        else:
+            failed = report(map(run_job, jobs), tally)
     print(f"{len(jobs) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
-def report(jobs: list[Job], results: Iterator[SimResult]) -> int:
-    """Print a line per failure as results arrive (in job order); count them."""
+@dataclass(slots=True)
+class Tally:
+    total: int
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        return (
+            f"raft_sim: {self.done}/{self.total} seeds done, {self.failed} failed, "
+            f"{elapsed:.0f}s elapsed"
+        )
+
+
+class Ticker:
+    """Prints the tally to stderr every `every` seconds from a thread, so the lines
+    keep coming while one long seed holds up the in-order results."""
+
+    def __init__(self, tally: Tally, every: float) -> None:
+        self._tally = tally
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            print(self._tally.line(), file=sys.stderr, flush=True)
+
+    def __enter__(self) -> Ticker:
+        if self._every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def report(results: Iterator[tuple[Job, SimResult]], tally: Tally) -> int:
+    """Print a line per failure as results arrive; count them."""
     failed = 0
-    for job, res in zip(jobs, results, strict=True):
+    for job, res in results:
+        tally.done += 1
         if res.ok:
             continue
         failed += 1
+        tally.failed = failed
         origin = " (corpus)" if job.source else ""
         print(
             f"seed {job.seed}{origin} nodes={job.nodes}: {res.invariant}: {res.detail} "

@@ -667,12 +667,19 @@ Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
 class ClusterStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    OWN_VIEW_FIELD_NUMBER: _builtins.int
+    own_view: _builtins.bool
+    """Answer with this master's own view of the members, without asking the leader
+    (a follower sets it when it asks the leader, so the question is never passed on).
+    """
     def __init__(
         self,
+        *,
+        own_view: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["own_view", b"own_view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -686,11 +693,31 @@ class Member(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     VOTER_FIELD_NUMBER: _builtins.int
     MATCH_INDEX_FIELD_NUMBER: _builtins.int
+    PROGRESS_KNOWN_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    CONTACTED_FIELD_NUMBER: _builtins.int
+    LAST_CONTACT_SECONDS_FIELD_NUMBER: _builtins.int
+    LAG_FIELD_NUMBER: _builtins.int
+    REPLICATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
     voter: _builtins.bool
     match_index: _builtins.int
     """leader's view; 0 elsewhere"""
+    progress_known: _builtins.bool
+    """Fields 5-10 are the leader's replication progress; set only when
+    progress_known (the members' view is the leader's, see members_view).
+    """
+    reachable: _builtins.bool
+    """replied to the leader within the last election timeout"""
+    contacted: _builtins.bool
+    """replied at all since the leader took over"""
+    last_contact_seconds: _builtins.float
+    """Seconds since its last reply to the leader (or since the leader took over)."""
+    lag: _builtins.int
+    """the leader's last log index minus match_index"""
+    replication: _builtins.str
+    """probe | replicate | snapshot"""
     def __init__(
         self,
         *,
@@ -698,10 +725,16 @@ class Member(_message.Message):
         address: _builtins.str = ...,
         voter: _builtins.bool = ...,
         match_index: _builtins.int = ...,
+        progress_known: _builtins.bool = ...,
+        reachable: _builtins.bool = ...,
+        contacted: _builtins.bool = ...,
+        last_contact_seconds: _builtins.float = ...,
+        lag: _builtins.int = ...,
+        replication: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id", b"id", "match_index", b"match_index", "voter", b"voter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "contacted", b"contacted", "id", b"id", "lag", b"lag", "last_contact_seconds", b"last_contact_seconds", "match_index", b"match_index", "progress_known", b"progress_known", "reachable", b"reachable", "replication", b"replication", "voter", b"voter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -740,6 +773,9 @@ class ClusterStatusResponse(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     TASK_COUNTS_FIELD_NUMBER: _builtins.int
+    LAST_INDEX_FIELD_NUMBER: _builtins.int
+    MEMBERS_VIEW_FIELD_NUMBER: _builtins.int
+    MEMBERS_VIEW_NOTE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """the master that answered"""
     leader_id: _builtins.str
@@ -748,6 +784,14 @@ class ClusterStatusResponse(_message.Message):
     commit_index: _builtins.int
     applied_index: _builtins.int
     role: _builtins.str
+    last_index: _builtins.int
+    """of the master that answered"""
+    members_view: _builtins.str
+    """The master whose view `members` is: the leader's (with progress), or, when the
+    leader could not be asked, the answering master's own (membership only).
+    """
+    members_view_note: _builtins.str
+    """why the view is not the leader's, when it is not"""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     @_builtins.property
@@ -766,10 +810,13 @@ class ClusterStatusResponse(_message.Message):
         members: _abc.Iterable[Global___Member] | None = ...,
         role: _builtins.str = ...,
         task_counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        last_index: _builtins.int = ...,
+        members_view: _builtins.str = ...,
+        members_view_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "commit_index", b"commit_index", "leader_address", b"leader_address", "leader_id", b"leader_id", "members", b"members", "node_id", b"node_id", "role", b"role", "task_counts", b"task_counts", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "commit_index", b"commit_index", "last_index", b"last_index", "leader_address", b"leader_address", "leader_id", b"leader_id", "members", b"members", "members_view", b"members_view", "members_view_note", b"members_view_note", "node_id", b"node_id", "role", b"role", "task_counts", b"task_counts", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

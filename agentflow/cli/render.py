@@ -19,7 +19,6 @@ from datetime import datetime, tzinfo
 
 from agentflow.client.durations import format_duration
 from agentflow.client.models import (
-    ClusterStatus,
     Priority,
     Task,
     TaskState,
@@ -294,27 +293,3 @@ def worker_list(workers: Sequence[WorkerStatus], style: Style) -> str:
     return "\n\n".join(
         [plural(len(workers), "worker"), *(worker_summary(w, style) for w in workers)]
     )
-
-
-def cluster_status(status: ClusterStatus, style: Style) -> str:
-    leader = status.leader_id or "unknown"
-    if status.leader_address:
-        leader += f" ({status.leader_address})"
-    head = f"cluster: {plural(len(status.members), 'member')}, leader {leader}, term {status.term}"
-    lines = [
-        ("answered by", f"{status.node_id} ({status.role})" if status.role else status.node_id),
-        ("commit index", str(status.commit_index)),
-        ("applied index", str(status.applied_index)),
-        ("tasks", counts_text(status.task_counts)),
-    ]
-    blocks = [_block(head, lines)]
-    leader_icon, member_icon = ("★", "●") if style.unicode else ("*", "o")
-    for m in status.members:
-        icon = leader_icon if m.id == status.leader_id else member_icon
-        role = "leader" if m.id == status.leader_id else "follower" if m.voter else "learner"
-        member_lines = [
-            ("role", role + (", voter" if m.voter else "")),
-            ("match index", str(m.match_index) if m.match_index else ""),
-        ]
-        blocks.append(_block(f"{icon} [{m.id}] {m.address}", member_lines))
-    return "\n\n".join(blocks)

@@ -301,9 +301,24 @@ def cluster_status_from_proto(message: api.ClusterStatusResponse) -> ClusterStat
         term=message.term,
         commit_index=message.commit_index,
         applied_index=message.applied_index,
-        members=tuple(
-            Member(id=m.id, address=m.address, voter=m.voter, match_index=m.match_index)
-            for m in message.members
-        ),
+        members=tuple(member_from_proto(m) for m in message.members),
         task_counts=_state_counts(message.task_counts),
+        last_index=message.last_index,
+        members_view=message.members_view,
+        members_view_note=message.members_view_note,
+    )
+
+
+def member_from_proto(m: api.Member) -> Member:
+    return Member(
+        id=m.id,
+        address=m.address,
+        voter=m.voter,
+        match_index=m.match_index,
+        progress_known=m.progress_known,
+        reachable=m.reachable,
+        contacted=m.contacted,
+        last_contact_seconds=m.last_contact_seconds,
+        lag=m.lag,
+        replication=m.replication,
     )

@@ -321,10 +321,20 @@ class WorkerStatus:
 
 @dataclass(frozen=True, slots=True)
 class Member:
+    """One master of the cluster. The fields after `voter` are the leader's
+    replication progress, known only when `progress_known` (see
+    `ClusterStatus.members_view`)."""
+
     id: str
     address: str
     voter: bool
-    match_index: int = 0  # leader's view; 0 elsewhere
+    match_index: int = 0  # last log index the leader knows the member holds
+    progress_known: bool = False
+    reachable: bool = False  # replied to the leader within an election timeout
+    contacted: bool = False  # replied at all since the leader took over
+    last_contact_seconds: float = 0.0  # since its last reply (or the leader took over)
+    lag: int = 0  # the leader's last log index minus match_index
+    replication: str = ""  # probe | replicate | snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,3 +348,6 @@ class ClusterStatus:
     applied_index: int
     members: tuple[Member, ...] = ()
     task_counts: Mapping[TaskState, int] = field(default_factory=dict)
+    last_index: int = 0  # of the master that answered
+    members_view: str = ""  # the master whose view `members` is (the leader's if it could)
+    members_view_note: str = ""  # why that is not the leader, when it is not

@@ -78,11 +78,16 @@ class MasterCluster:
             self.start(node)
         await self.wait_members(self.size, timeout)
 
-    async def status(self, node: str, timeout: float = 2.0) -> scheduler_pb2.ClusterStatusResponse:
+    async def status(
+        self, node: str, timeout: float = 2.0, own_view: bool = True
+    ) -> scheduler_pb2.ClusterStatusResponse:
+        """`node`'s status. With `own_view` (the default) a follower answers at once
+        from what it knows, without asking the leader for its view of the members,
+        which would wait for a leader that is paused."""
         async with grpc.aio.insecure_channel(self.address(node)) as channel:
             stub = scheduler_pb2_grpc.ClusterServiceStub(channel)
             response: scheduler_pb2.ClusterStatusResponse = await stub.Status(
-                scheduler_pb2.ClusterStatusRequest(), timeout=timeout
+                scheduler_pb2.ClusterStatusRequest(own_view=own_view), timeout=timeout
             )
             return response
 

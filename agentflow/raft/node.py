@@ -95,6 +95,22 @@ class NodeStatus:
     snapshots_installed: int
 
 
+@dataclass(frozen=True, slots=True)
+class MemberProgress:
+    """The leader's view of one member's log (from its replication progress), for
+    operators. Contact is counted in the leader's ticks, so under a loop that drops
+    ticks (see `_ticker`) `idle_seconds` is a lower bound."""
+
+    node_id: NodeId
+    match: int  # last index the member is known to hold
+    lag: int  # the leader's last index minus `match`
+    state: str  # probe | replicate | snapshot
+    learner: bool
+    heard: bool  # replied since this node became leader
+    idle_seconds: float  # since its last reply, or since this node became leader
+    reachable: bool  # replied within the last election timeout
+
+
 @dataclass(slots=True)
 class _Proposal:
     data: bytes
@@ -399,6 +415,35 @@ class RaftNode:
             addresses=dict(self._addresses),
             snapshots_installed=self._snapshots_installed,
         )
+
+    def member_progress(self) -> tuple[MemberProgress, ...]:
+        """Every member as the leader tracks it, this node included; empty unless
+        this node leads (only a leader hears from every member)."""
+        core = self._core
+        if core is None or core.role is not Role.LEADER:
+            return ()
+        last = core.log.last_index()
+        tick = self.config.tick_interval
+        timeout = core.cfg.election_ticks
+        views = []
+        for node, pr in sorted(core.progress.items()):
+            me = node == self.id
+            match = last if me else pr.match
+            idle = 0 if me else pr.idle_ticks
+            heard = me or pr.heard
+            views.append(
+                MemberProgress(
+                    node_id=node,
+                    match=match,
+                    lag=max(0, last - match),
+                    state=pr.state.value,
+                    learner=pr.is_learner,
+                    heard=heard,
+                    idle_seconds=idle * tick,
+                    reachable=heard and idle < timeout,
+                )
+            )
+        return tuple(views)
 
     # -- the loop ------------------------------------------------------------------
 

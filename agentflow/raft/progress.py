@@ -35,6 +35,15 @@ class Progress:
     # Heard from since the last CheckQuorum round.
     recent_active: bool = False
     is_learner: bool = False
+    # Leader ticks since the follower's last message, or since this leader took
+    # over if `heard` is False: what an operator reads as "last contact".
+    idle_ticks: int = 0
+    heard: bool = False
+
+    def heard_from(self) -> None:
+        self.recent_active = True
+        self.heard = True
+        self.idle_ticks = 0
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:

@@ -152,6 +152,7 @@ def tick_heartbeat(core: RaftCore) -> None:
     for node, pr in core.progress.items():
         if node == core.id:
             continue
+        pr.idle_ticks += 1
         if pr.state is ProgressState.SNAPSHOT:
             pr.stall_ticks += 1
             if pr.stall_ticks > core.cfg.election_ticks:
@@ -185,7 +186,7 @@ def step_leader(core: RaftCore, m: Message) -> None:
         return
     if pr is None:
         return
-    pr.recent_active = True
+    pr.heard_from()
     if m.type is MessageType.APPEND_RESP:
         _handle_append_resp(core, m, pr)
     elif m.type is MessageType.HEARTBEAT_RESP:

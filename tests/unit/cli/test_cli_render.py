@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from agentflow.cli import render
 from agentflow.cli.render import Style
 from agentflow.client.models import (
-    ClusterStatus,
-    Member,
     OnFailure,
     Priority,
     Task,
@@ -166,34 +164,6 @@ def test_workers() -> None:
         "   last heartbeat: 2024-01-01 10:00:00"
     )
     assert render.worker_list([], UTC_STYLE) == "no workers"
-
-
-def test_cluster_status() -> None:
-    status = ClusterStatus(
-        node_id="n2",
-        role="follower",
-        leader_id="n1",
-        leader_address="h1:6767",
-        term=4,
-        commit_index=120,
-        applied_index=119,
-        members=(Member("n1", "h1:6767", True, 120), Member("n2", "h2:6767", True)),
-        task_counts={TaskState.READY: 3, TaskState.SUCCEEDED: 10},
-    )
-    assert render.cluster_status(status, UTC_STYLE) == (
-        "cluster: 2 members, leader n1 (h1:6767), term 4\n"
-        "   answered by: n2 (follower)\n"
-        "   commit index: 120\n"
-        "   applied index: 119\n"
-        "   tasks: 3 ready, 10 succeeded\n"
-        "\n"
-        "★ [n1] h1:6767\n"
-        "   role: leader, voter\n"
-        "   match index: 120\n"
-        "\n"
-        "● [n2] h2:6767\n"
-        "   role: follower, voter"
-    )
 
 
 def test_ascii_fallback() -> None:
