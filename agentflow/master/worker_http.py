@@ -157,7 +157,7 @@ class ShimServer:
         return web.json_response({})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        """Seed 002's heartbeat: usage for a worker whose session is on this master
+        """The shim's heartbeat: usage for a worker whose session is on this master
         (either transport when this master leads; a relayed shim session otherwise).
         Body: `{"workerId": "w1", "cpuPercent": 12.5, "memoryPercent": 40}`."""
         body = await parse(request, wpb.ShimHeartbeat())
