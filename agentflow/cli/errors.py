@@ -127,9 +127,16 @@ class AgentFlowGroup(click.Group):
 def _usage_message(exc: click.UsageError) -> tuple[str, str | None]:
     """One line for a usage error, and the option or argument it is about."""
     field: str | None = None
-    if isinstance(exc, click.BadParameter) and exc.param is not None:
-        param = exc.param
-        field = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+    if isinstance(exc, click.BadParameter):
+        param, hint = exc.param, exc.param_hint
+        if isinstance(hint, str):  # raised by a command: `BadParameter(..., param_hint=)`
+            field = hint
+        elif hint:
+            field = str(next(iter(hint)))
+        elif isinstance(param, click.Option):
+            field = param.opts[0]
+        elif param is not None:
+            field = param.human_readable_name
     if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
         message = f"{field}: {exc.message}" if field else exc.message
     else:
