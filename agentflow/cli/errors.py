@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -142,7 +143,10 @@ def _usage_message(exc: click.UsageError) -> tuple[str, str | None]:
     else:
         message = exc.format_message()
         message = message[:1].lower() + message[1:]
-    return " ".join(message.split()).rstrip("."), field
+    message = " ".join(message.split()).rstrip(".")
+    # click: "no such option '--nope'. Did you mean '--token'?"
+    message = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", message)
+    return message, field
 
 
 def _json_output(ctx: click.Context) -> bool | None:

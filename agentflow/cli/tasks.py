@@ -120,8 +120,11 @@ def add(
 def submit(app: AppContext, file: str) -> None:
     """Submit the tasks in FILE (YAML or JSON list of tasks; - for stdin) in one call."""
     if file == "-":
+        # Bytes, decoded strictly: the text layer may smuggle bad bytes through as
+        # surrogates (surrogateescape), which YAML then refuses with no field to name.
+        raw = getattr(sys.stdin, "buffer", None)
         try:
-            text = sys.stdin.read()
+            text = raw.read().decode("utf-8") if raw is not None else sys.stdin.read()
         except UnicodeDecodeError as exc:
             raise BadInputError(f"<stdin>: not UTF-8 text ({exc.reason})", field="FILE") from None
         specs = parse_tasks(text, "<stdin>")

@@ -177,6 +177,17 @@ def test_errors_are_one_line_or_json(env: Env) -> None:
         "error": "tasks[0].dependencies[0]: unknown dependency 'zz'",
         "field": "tasks[0].dependencies[0]",
     }
+    not_text = subprocess.run(
+        [*COMMAND, "--master", env.master, "submit", "-"],
+        input=b"- desc: shell:true\n  name: \xff\n",
+        capture_output=True,
+        timeout=90,
+        check=False,
+    )
+    assert (not_text.returncode, not_text.stderr) == (
+        2,
+        b"error: <stdin>: not UTF-8 text (invalid start byte)\n",
+    )
     gone = run(env.master, "show", "no-such", env={"AGENTFLOW_OUTPUT": "json"})
     assert (gone.returncode, json.loads(gone.stderr)) == (
         1,
