@@ -706,7 +706,9 @@ Global___ShimBatch: _TypeAlias = ShimBatch  # noqa: Y015
 
 @_typing.final
 class ShimHeartbeat(_message.Message):
-    """`POST /api/v1/workers/heartbeat` (seed 002): a heartbeat addressed by worker id."""
+    """`POST /api/v1/workers/heartbeat`: a heartbeat of a shim session (its session id, read
+    from the JSON body; worker_id, if given, must be that session's worker).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from agentflow.cli.output import emit_json
+from agentflow.cli.retrying import RetryReporter, stderr_is_terminal
 from agentflow.client.channels import TlsConfig
 from agentflow.client.retry import RetryPolicy
 from agentflow.client.sync import Client
@@ -27,11 +29,23 @@ class AppContext:
         return self.output == "json"
 
     @property
+    def tells_progress(self) -> bool:
+        """Progress and retry lines on stderr: human output to a terminal only."""
+        return not self.json and stderr_is_terminal()
+
+    @property
     def client(self) -> Client:
         if self._client is None:
+            # A person at a terminal hears at once that no master answers; scripts
+            # and `-o json` get only the final error.
+            reporter = RetryReporter(sys.stderr) if self.tells_progress else None
             self._client = Client(
                 self.masters,
-                retry=RetryPolicy(deadline=self.deadline, attempt_timeout=min(10.0, self.deadline)),
+                retry=RetryPolicy(
+                    deadline=self.deadline,
+                    attempt_timeout=min(10.0, self.deadline),
+                    on_retry=reporter,
+                ),
                 tls=self.tls,
                 token=self.token,
             )

@@ -1,6 +1,11 @@
-"""Human-readable text for SDK results, in the style of the seed listings:
+"""Human-readable text for SDK results: a listing is a table, one line per task,
 
     2 tasks
+    ID  NAME                STATE    PRIORITY  GROUP   WORKER      AGE   TOOK
+    5   Build docker image  pending  normal    docker  -           3 m
+    6   Run tests           running  high      docker  worker-002  1 m
+
+and the long form (`list --wide`, `show`) is a block per task:
 
     ⏳ [5] Build docker image
        group: docker
@@ -13,9 +18,12 @@ can pin the exact text.
 
 from __future__ import annotations
 
+import json
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from agentflow.client.durations import format_duration
 from agentflow.client.models import (
@@ -121,11 +129,54 @@ def counts_text(counts: Mapping[TaskState, int]) -> str:
     return ", ".join(parts) or "none"
 
 
+# ----- durations -----
+
+
+def took(seconds: float) -> str:
+    """How long something ran: "35 ms", "1.2 s", "42 s", "3 m 4 s", "2 h 5 m"."""
+    seconds = max(0.0, seconds)
+    if seconds < 0.9995:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} m {whole % 60} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} m"
+    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+def age(seconds: float) -> str:
+    """How long ago, to one unit: "12 s", "5 m", "3 h", "2 d"."""
+    whole = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size} {unit}"
+    return f"{whole} s"
+
+
+def run_seconds(task: Task) -> float | None:
+    """From start (or assignment, when no start was recorded) to finish; None if it
+    has not finished or never ran."""
+    begin = task.started or task.assigned
+    if begin is None or task.finished is None:
+        return None
+    return max(0.0, (task.finished - begin).total_seconds())
+
+
+def _took(task: Task) -> str:
+    seconds = run_seconds(task)
+    return "" if seconds is None else took(seconds)
+
+
 # ----- tasks -----
 
 
 def task_summary(task: Task, style: Style) -> str:
-    """A task as one entry of a listing."""
+    """A task in the long form of a listing (`list --wide`)."""
     lines = [
         ("group", task.group),
         ("state", _state(task)),
@@ -133,6 +184,7 @@ def task_summary(task: Task, style: Style) -> str:
         ("worker", task.worker_id),
         ("workflow", task.workflow_id),
         ("created", style.time(task.created)),
+        ("took", _took(task)),
     ]
     return _block(f"{style.task_icon(task.state)} [{task.id}] {_title(task)}", lines)
 
@@ -146,13 +198,124 @@ def _state(task: Task) -> str:
     return text
 
 
-def task_list(tasks: Sequence[Task], style: Style, total: int | None = None) -> str:
-    if not tasks:
-        return "no tasks"
+def _head(tasks: Sequence[Task], total: int | None) -> str:
     head = plural(len(tasks), "task")
     if total is not None and total > len(tasks):
         head = f"{len(tasks)} of {plural(total, 'task')}"
-    return "\n\n".join([head, *(task_summary(t, style) for t in tasks)])
+    return head
+
+
+NAME_WIDTH = 32
+_COLUMNS = ("ID", "NAME", "STATE", "PRIORITY", "GROUP", "WORKER", "AGE", "TOOK")
+
+
+def task_list(
+    tasks: Sequence[Task],
+    style: Style,
+    total: int | None = None,
+    *,
+    now: datetime | None = None,
+    wide: bool = False,
+) -> str:
+    """A count line, then a table with one line per task, or with `wide` a block per
+    task. `now` is what ages are measured from (default: the tasks' newest creation)."""
+    if not tasks:
+        return "no tasks"
+    if wide:
+        return "\n\n".join([_head(tasks, total), *(task_summary(t, style) for t in tasks)])
+    if now is None:
+        now = max((t.created for t in tasks if t.created), default=None)
+    ellipsis = "…" if style.unicode else "..."
+    rows = [_COLUMNS]
+    for t in tasks:
+        name = _title(t)
+        if len(name) > NAME_WIDTH:
+            name = name[: NAME_WIDTH - len(ellipsis)] + ellipsis
+        created = (now - t.created).total_seconds() if now and t.created else None
+        rows.append(
+            (
+                t.id,
+                name,
+                _state(t),
+                t.priority.name.lower(),
+                t.group,
+                t.worker_id or "-",
+                "-" if created is None else age(created),
+                _took(t),
+            )
+        )
+    return "\n".join([_head(tasks, total), *_table(rows)])
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+_FAILURE_LABELS = {
+    TaskState.FAILED: "error",
+    TaskState.CANCELLED: "cancel reason",
+    TaskState.SKIPPED: "skipped because",
+}
+
+
+def _outcome(task: Task) -> list[tuple[str, str]]:
+    """What the result says, in the state's own words. An exit code only when the task
+    produced one: a shell task that ran to its end, or a failure with a real exit
+    status (a python task returns or raises; its pool process only has a status when
+    a signal killed it). Cancelled and skipped tasks never ended on their own."""
+    result = task.result
+    if result is None:
+        return []
+    code = result.exit_code
+    if task.command.startswith("python:"):
+        produced = task.state is TaskState.FAILED and code < 0
+    else:
+        produced = task.state is TaskState.SUCCEEDED or (
+            task.state is TaskState.FAILED and code != 0
+        )
+    lines: list[tuple[str, str]] = []
+    if produced:
+        lines.append(("exit code", _exit_code(code)))
+    label = _FAILURE_LABELS.get(task.state, "last error")
+    error = result.error
+    if task.state is TaskState.CANCELLED and error == "cancelled":
+        error = "none given"  # the master's word when `cancel` had no --reason
+    if task.state is not TaskState.SUCCEEDED:
+        lines.append((label, error))
+    return lines
+
+
+def _exit_code(code: int) -> str:
+    if code < 0:
+        try:
+            return f"{code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            return f"{code} (killed by signal {-code})"
+    return str(code)
+
+
+def _returned(task: Task) -> str:
+    """A python task's return value as JSON: inline when short, else an indented block."""
+    result = task.result
+    if task.state is not TaskState.SUCCEEDED or result is None:
+        return ""
+    if not task.command.startswith("python:"):
+        return ""
+    inline = _json(result.value, None)
+    if len(inline) <= 80 and "\n" not in inline:
+        return f"\n{INDENT}returned: {inline}"
+    lines = _json(result.value, 2).splitlines()
+    return f"\n{INDENT}returned:" + "".join(f"\n{INDENT}  | {line}" for line in lines)
+
+
+def _json(value: Any, indent: int | None) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def task_detail(task: Task, style: Style) -> str:
@@ -191,13 +354,13 @@ def task_detail(task: Task, style: Style) -> str:
         ("created", style.time(task.created)),
         ("started", style.time(task.started) if task.started else ""),
         ("finished", style.time(task.finished) if task.finished else ""),
+        ("took", _took(task)),
         ("not before", style.time(task.not_before) if task.not_before else ""),
+        *_outcome(task),
     ]
-    result = task.result
-    if result is not None:
-        lines.append(("exit code", str(result.exit_code)))
-        lines.append(("error", result.error))
     text = _block(f"{style.task_icon(task.state)} [{task.id}] {_title(task)}", lines)
+    text += _returned(task)
+    result = task.result
     if result is not None:
         text += _tail("stdout", result.stdout_tail) + _tail("stderr", result.stderr_tail)
     if task.errors:
@@ -247,12 +410,9 @@ def task_table(tasks: Sequence[Task], style: Style) -> str:
     width = max(len(t.id) for t in tasks)
     rows = []
     for t in tasks:
-        took = ""
-        if t.started and t.finished:
-            took = f"{(t.finished - t.started).total_seconds():.2f} s"
         rows.append(
             f"{style.task_icon(t.state)} {t.id:<{width}}  {_state(t):<22} "
-            f"{t.worker_id or '-':<12} {took}".rstrip()
+            f"{t.worker_id or '-':<12} {_took(t)}".rstrip()
         )
     return "\n".join(rows)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from agentflow.cli import params, render
 from agentflow.cli.context import AppContext, pass_app
+from agentflow.cli.errors import BadInputError
 from agentflow.cli.output import can_encode
 from agentflow.client.errors import NotFoundError
 from agentflow.client.models import Priority, Task, TaskState, WorkflowStatus
@@ -28,7 +30,7 @@ def style() -> render.Style:
     "--command",
     "command",
     required=True,
-    help="What to run: shell:<command line> or python:<module>:<function>.",
+    help="What to run: shell:<command line> or python:<module>:<function> (see above).",
 )
 @click.option("--group", "-g", default="", help="Worker group (default: default).")
 @click.option(
@@ -82,7 +84,25 @@ def add(
     dependencies: tuple[str, ...],
     task_id: str,
 ) -> None:
-    """Submit one task named TITLE."""
+    """Submit one task named TITLE.
+
+    \b
+    --desc says what the worker runs:
+      shell:<command line>        run by /bin/sh in --cwd, with --env
+      python:<module>:<function>  <module> is imported on the worker and <function>
+                                  called with --args (a JSON list: positional, a
+                                  JSON object: keyword arguments); what it returns
+                                  is the task's result (`agentflow show ID`).
+                                  Start the worker with
+                                  `agentflow-worker --pythonpath DIR` (or set
+                                  AGENTFLOW_WORKER_PYTHONPATH) so <module> is
+                                  importable there.
+
+    \b
+    Examples:
+      agentflow add "Build image" --desc "shell:docker build ." -g docker -p high
+      agentflow add Train --desc python:jobs.train:main --args '{"epochs": 3}'
+    """
     if not title.strip():
         raise click.BadParameter("must not be empty", param_hint="TITLE")
     new_id = app.client.submit(
@@ -99,7 +119,17 @@ def add(
 @pass_app
 def submit(app: AppContext, file: str) -> None:
     """Submit the tasks in FILE (YAML or JSON list of tasks; - for stdin) in one call."""
-    specs = parse_tasks(sys.stdin.read(), "<stdin>") if file == "-" else load_tasks(file)
+    if file == "-":
+        # Bytes, decoded strictly: the text layer may smuggle bad bytes through as
+        # surrogates (surrogateescape), which YAML then refuses with no field to name.
+        raw = getattr(sys.stdin, "buffer", None)
+        try:
+            text = raw.read().decode("utf-8") if raw is not None else sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"<stdin>: not UTF-8 text ({exc.reason})", field="FILE") from None
+        specs = parse_tasks(text, "<stdin>")
+    else:
+        specs = load_tasks(file)
     ids = app.client.submit_many(specs)
     lines = [f"submitted {render.plural(len(ids), 'task')}"]
     lines += [
@@ -121,6 +151,7 @@ def submit(app: AppContext, file: str) -> None:
 @click.option("--group", "-g", default="", help="Only this worker group.")
 @click.option("--workflow", "-w", "workflow_id", default="", help="Only tasks of this workflow.")
 @click.option("--limit", "-n", type=click.IntRange(min=1), help="Show at most this many.")
+@click.option("--wide", is_flag=True, help="A block of details per task instead of a table.")
 @pass_app
 def list_tasks(
     app: AppContext,
@@ -128,8 +159,10 @@ def list_tasks(
     group: str,
     workflow_id: str,
     limit: int | None,
+    wide: bool,
 ) -> None:
-    """List tasks, oldest first."""
+    """List tasks, oldest first: one line each (id, name, state, priority, group,
+    worker, age, run time); `--wide` or `show ID` for the details."""
     wanted = params.flatten_states(states)
     page_size = min(limit or LIST_PAGE_SIZE, LIST_PAGE_SIZE)
     tasks: list[Task] = []
@@ -151,7 +184,11 @@ def list_tasks(
     if limit is not None:
         tasks = tasks[:limit]
     total = max(total, len(tasks))
-    app.emit(render.task_list(tasks, style(), total), {"total": total, "tasks": tasks})
+    if app.json:
+        app.emit("", {"total": total, "tasks": tasks})
+        return
+    human = render.task_list(tasks, style(), total, now=datetime.now(UTC), wide=wide)
+    app.emit(human, {"total": total, "tasks": tasks})
 
 
 def fetch(app: AppContext, item_id: str) -> Task | WorkflowStatus:

@@ -12,6 +12,9 @@ Both clients run the same loop around one RPC:
 Retried: UNAVAILABLE and ABORTED (nothing was applied), DEADLINE_EXCEEDED, CANCELLED
 and UNKNOWN "commit unknown" (maybe applied: a write is retried with the same request
 id, so the state machine applies it once). Everything else is final at once.
+
+`RetryPolicy.on_retry` is told about each retry before its delay (the CLI uses it to
+say on a terminal that it is still trying, instead of staying silent until the deadline).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -32,7 +35,7 @@ from agentflow.client.errors import (
     error_from_status,
 )
 
-__all__ = ["Attempts", "RetryPolicy", "Router", "is_retryable"]
+__all__ = ["Attempts", "RetryNotice", "RetryPolicy", "Router", "is_retryable"]
 
 _RETRYABLE = frozenset(
     {
@@ -51,12 +54,28 @@ def is_retryable(status: RpcStatus) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """One retry about to happen, as `RetryPolicy.on_retry` sees it."""
+
+    operation: str
+    address: str  # the master whose attempt just failed
+    addresses: tuple[str, ...]  # every master the client knows; it goes round them
+    status: RpcStatus  # why the attempt failed
+    retry: int  # 1 for the first retry of this call
+    elapsed: float  # seconds since the call began
+    delay: float  # seconds until the next attempt
+    deadline: float  # the policy's deadline for the whole call
+    following_hint: bool  # going straight to the leader a master named: no trouble
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Limits for one logical call (all its attempts), in seconds.
 
     The delay before retry n (0-based) is drawn from [b/2, b] with
     b = min(max_backoff, initial_backoff * multiplier**n). Following a fresh
-    `leader-address` hint is immediate.
+    `leader-address` hint is immediate. `on_retry`, when set, is called in the
+    caller's thread (or event loop) before each retry; what it raises ends the call.
     """
 
     deadline: float = 30.0
@@ -64,6 +83,7 @@ class RetryPolicy:
     initial_backoff: float = 0.05
     max_backoff: float = 1.0
     multiplier: float = 2.0
+    on_retry: Callable[[RetryNotice], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("deadline", "attempt_timeout", "initial_backoff", "max_backoff"):
@@ -133,7 +153,8 @@ class Attempts:
         self._write = write
         self._clock = clock
         self._rand = rand
-        self._give_up = clock() + policy.deadline
+        self._began = clock()
+        self._give_up = self._began + policy.deadline
         self._retries = 0
         self._hints_followed = 0
         self._tried: dict[str, None] = {}
@@ -158,8 +179,23 @@ class Attempts:
             0.0 if self._hints_followed == 1 else self._policy.backoff(self._retries, self._rand())
         )
         self._retries += 1
-        if self._clock() + delay >= self._give_up:
+        now = self._clock()
+        if now + delay >= self._give_up:
             raise self._exhausted(status)
+        if self._policy.on_retry is not None:
+            self._policy.on_retry(
+                RetryNotice(
+                    operation=self._operation,
+                    address=address,
+                    addresses=self._router.addresses,
+                    status=status,
+                    retry=self._retries,
+                    elapsed=now - self._began,
+                    delay=delay,
+                    deadline=self._policy.deadline,
+                    following_hint=followed and self._hints_followed == 1,
+                )
+            )
         return delay
 
     def _exhausted(self, status: RpcStatus) -> AgentFlowError:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RaftConfig:
-    """Defaults match DESIGN section 3 with a 50 ms tick: heartbeat 150 ms, election
+    """Defaults, with a 50 ms tick: heartbeat 150 ms, election
     timeout randomized in [750 ms, 1500 ms)."""
 
     heartbeat_ticks: int = 3

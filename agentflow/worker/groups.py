@@ -1,6 +1,6 @@
 """Which groups a worker serves, and its labels.
 
-Precedence (DESIGN section 6): `--group` > `WORKER_GROUP` > docker (`/.dockerenv`) >
+Precedence: `--group` > `WORKER_GROUP` > docker (`/.dockerenv`) >
 kubernetes (`/var/run/secrets/kubernetes.io`) > the OS name (linux, darwin, windows) >
 "default". A worker may serve several groups, given comma-separated ("gpu,batch"). The
 first source that is set wins outright: groups are not merged across sources, so an

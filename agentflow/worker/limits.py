@@ -1,12 +1,11 @@
-"""Adaptive task limits (seed 004, the AntCode worker; DESIGN section 6).
+"""Adaptive task limits (the rule is also in docs/workers.md, "Limits").
 
 Computed once at start from the machine's resources:
   max concurrent tasks = min(cpu cores, available memory GB / 2, 10), at least 1
   per-task memory      = 70 % of total memory / max concurrent, within 512-4096 MB
   per-task CPU time    = min(1800, max(300, cpu cores * 60)) seconds
 each overridable by WORKER_MAX_CONCURRENT_TASKS, WORKER_TASK_MEMORY_LIMIT_MB and
-WORKER_TASK_CPU_TIME_LIMIT_SEC ("0" or empty = computed, as seed 004's config used 0
-for "auto").
+WORKER_TASK_CPU_TIME_LIMIT_SEC ("0" or empty = computed: 0 means "auto").
 
 Then adjusted while running: concurrency shrinks when CPU stays above 85 % and grows
 back when it stays below 50 %, never above the computed (or overridden) maximum and

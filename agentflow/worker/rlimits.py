@@ -9,7 +9,7 @@ each job (apply/restore below).
 
 RLIMIT_AS limits address space, not resident memory: a task that maps much more than
 it touches (some allocators, thread stacks, JIT runtimes) can fail below its real
-footprint. It is what POSIX offers without cgroups, and seed 004's workers used it.
+footprint. It is what POSIX offers without cgroups.
 """
 
 from __future__ import annotations

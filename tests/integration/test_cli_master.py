@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -45,10 +46,14 @@ def test_add_list_show(master: str) -> None:
     second = as_json(
         master, "add", "Run tests", "--desc", "shell:make test", "-g", group, "-p", "high"
     )["task_id"]
-    listing = ok(master, "list", "--group", group)
-    assert listing.startswith("2 tasks\n\n")
-    assert f"⏸ [{first}] Build docker image\n   group: {group}\n   state: ready\n" in listing
-    assert f"[{second}] Run tests" in listing and "priority: high" in listing
+    listing = ok(master, "list", "--group", group).splitlines()
+    assert listing[0] == "2 tasks" and len(listing) == 4  # a header, then a line per task
+    assert listing[2].startswith(first) and "Build docker image" in listing[2]
+    assert re.search(rf"^{second}\s+Run tests\s+ready\s+high\s+{group}\s+-\s", listing[3])
+    wide = ok(master, "list", "--group", group, "--wide")
+    assert wide.startswith("2 tasks\n\n")
+    assert f"⏸ [{first}] Build docker image\n   group: {group}\n   state: ready\n" in wide
+    assert f"[{second}] Run tests" in wide and "priority: high" in wide
     data = as_json(master, "list", "--group", group, "--status", "ready")
     assert data["total"] == 2 and [t["id"] for t in data["tasks"]] == [first, second]
     shown = ok(master, "show", second)
@@ -120,7 +125,10 @@ def test_workflow_run_wait_cancel(master: str, tmp_path: Path) -> None:
     waited = agentflow(master, "--output", "json", "wait", workflow_id)
     assert waited.returncode == 1
     assert json.loads(waited.stdout)["state"] == "cancelled"
-    assert waited.stderr == f"error: workflow {workflow_id} finished cancelled\n"
+    assert json.loads(waited.stderr) == {
+        "error": f"workflow {workflow_id} finished cancelled",
+        "field": None,
+    }
 
 
 def test_reprioritize_explain_workers_cluster(master: str) -> None:

@@ -266,7 +266,10 @@ def test_cli_add_refuses_a_bad_title_and_deep_args(master: str) -> None:
         "error: tasks[0].name: not valid UTF-8 (character 1: '\\udcff', from undecodable bytes)\n",
     )
     empty = cli(master, "add", "", "--desc", "shell:true")
-    assert empty.returncode == 2 and "Invalid value for TITLE: must not be empty" in empty.stderr
+    assert (empty.returncode, empty.stderr) == (
+        2,
+        "agentflow: error: TITLE: must not be empty (see 'agentflow add --help')\n",
+    )
     deep = cli(master, "add", "t", "--desc", "python:m:f", "--args", NESTED)
     assert deep.returncode == 2 and "Traceback" not in deep.stderr
     assert "nested too deeply" in deep.stderr

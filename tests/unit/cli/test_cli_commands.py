@@ -115,9 +115,17 @@ def test_list_and_show(fake: FakeMaster) -> None:
     result = run(fake, "list", "--group", "docker")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[:4] == ["2 tasks", "", "⏸ [1] Build docker image", "   group: docker"]
-    assert "▶ [2] Run tests" in lines
-    assert "   worker: worker-002" in lines
+    assert len(lines) == 4  # one line per task under the header
+    assert lines[:2] == [
+        "2 tasks",
+        "ID  NAME                STATE    PRIORITY  GROUP   WORKER      AGE  TOOK",
+    ]
+    assert lines[2].startswith("1   Build docker image  ready    normal    docker  -           ")
+    assert lines[3].startswith("2   Run tests           running  normal    docker  worker-002  ")
+    wide = run(fake, "list", "--group", "docker", "--wide").stdout.splitlines()
+    assert wide[:4] == ["2 tasks", "", "⏸ [1] Build docker image", "   group: docker"]
+    assert "▶ [2] Run tests" in wide
+    assert "   worker: worker-002" in wide
     data = run_json(fake, "list", "--status", "running,ready", "-s", "pending")
     assert data["total"] == 3
     assert [t["state"] for t in data["tasks"]] == ["ready", "running", "ready"]
@@ -176,7 +184,8 @@ def test_wait(fake: FakeMaster) -> None:
     failed = run(fake, "--output", "json", "wait", "2")
     assert failed.exit_code == 1
     assert json.loads(failed.stdout)["result"]["exit_code"] == 3
-    assert failed.stderr == "error: task 2 finished failed\n"
+    # With --output json the error is JSON too.
+    assert json.loads(failed.stderr) == {"error": "task 2 finished failed", "field": None}
     run(fake, "add", "C", "--desc", "shell:c")
     late = run(fake, "wait", "3", "--timeout", "200ms")
     assert (late.exit_code, late.stderr) == (

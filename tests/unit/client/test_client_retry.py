@@ -12,7 +12,7 @@ from agentflow.client.errors import (
     RpcStatus,
     UnavailableError,
 )
-from agentflow.client.retry import Attempts, RetryPolicy, Router, is_retryable
+from agentflow.client.retry import Attempts, RetryNotice, RetryPolicy, Router, is_retryable
 
 Code = grpc.StatusCode
 
@@ -140,3 +140,25 @@ def test_attempt_timeout_never_passes_the_deadline() -> None:
     assert attempts.timeout() == pytest.approx(3.0)
     clock.now += 5.0
     assert attempts.timeout() == 0.001
+
+
+def test_on_retry_hears_each_retry_before_its_delay() -> None:
+    heard: list[RetryNotice] = []
+    clock = Clock()
+    policy = RetryPolicy(deadline=10.0, initial_backoff=1.0, max_backoff=1.0, on_retry=heard.append)
+    router = Router(["a:1", "b:2"])
+    attempts = Attempts(policy, router, "list", clock=clock, rand=lambda: 0.0)
+    clock.now += 0.25
+    delay = attempts.failed("a:1", RpcStatus(Code.UNAVAILABLE, "connection refused"))
+    assert [(n.address, n.addresses, n.retry, n.elapsed, n.delay) for n in heard] == [
+        ("a:1", ("a:1", "b:2"), 1, 0.25, delay)
+    ]
+    assert heard[0].operation == "list" and heard[0].deadline == 10.0
+    assert not heard[0].following_hint
+    attempts.failed("b:2", RpcStatus(Code.UNAVAILABLE, "not leader", leader_address="c:3"))
+    assert heard[-1].following_hint and heard[-1].delay == 0.0
+    clock.now += 9.9
+    with pytest.raises(UnavailableError):  # the last failure: no retry, nothing heard
+        attempts.failed("c:3", RpcStatus(Code.UNAVAILABLE, ""))
+    assert len(heard) == 2
+    assert policy == RetryPolicy(deadline=10.0, initial_backoff=1.0, max_backoff=1.0)
