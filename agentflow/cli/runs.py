@@ -27,7 +27,7 @@ _NOT_ID = re.compile(r"[^A-Za-z0-9_.:-]+", re.ASCII)
 
 def _follow(app: AppContext, item: Task | WorkflowStatus, timeout: float | None) -> None:
     """Wait for `item` with a progress line on a terminal; print it; fail if it failed."""
-    terminal = sys.stderr if not app.json and sys.stderr.isatty() else None
+    terminal = sys.stderr if app.tells_progress else None
     display = ProgressDisplay(terminal, style())
     try:
         if isinstance(item, Task):
