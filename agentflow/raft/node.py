@@ -144,6 +144,7 @@ class RaftNode:
         self._watermark = 0  # last value written to the watermark file
         self._watermark_at = -watermark.WRITE_EVERY
         self._watermark_task: asyncio.Task[None] | None = None
+        self._watermark_no_space = False
         self._was_lost = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -477,10 +478,17 @@ class RaftNode:
 
     def _watermark_written(self, task: asyncio.Task[None]) -> None:
         exc = None if task.cancelled() else task.exception()
-        if exc is not None and not (is_disk_full(exc) and self.storage.disk_full):
-            # (A full disk is already being reported by the storage, once.)
-            # The file then lags: it only ever weakens the check, never breaks it.
-            log.warning("raft.watermark_write_failed", node=self.id, error=str(exc))
+        if exc is None:
+            self._watermark_no_space = False
+            return
+        if is_disk_full(exc):
+            # Said once until a write succeeds again (and not at all while the
+            # storage is reporting the full disk itself).
+            said, self._watermark_no_space = self._watermark_no_space, True
+            if said or self.storage.disk_full:
+                return
+        # The file then lags: it only ever weakens the check, never breaks it.
+        log.warning("raft.watermark_write_failed", node=self.id, error=str(exc))
 
     def _feed(self, core: RaftCore) -> None:
         ticks, self._ticks = self._ticks, 0
