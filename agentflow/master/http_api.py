@@ -50,11 +50,15 @@ def make_app(runtime: Runtime) -> web.Application:
         return web.json_response({"status": "ok", "node_id": runtime.node.id})
 
     async def ready(request: web.Request) -> web.Response:
-        # Ready = part of a cluster that has a leader; a master that cannot see one
-        # would only answer UNAVAILABLE, so a load balancer should skip it.
+        # Ready = part of a cluster that has a leader, and able to persist; a master
+        # that cannot see one, or whose data dir is full, would only answer
+        # UNAVAILABLE, so a load balancer should skip it. (/health stays 200 then:
+        # restarting it would not free the disk.)
         st = runtime.node.status()
-        body = {"ready": st.leader != NONE, "leader": st.leader, "role": st.role.value}
-        return web.json_response(body, status=200 if st.leader != NONE else 503)
+        disk_full = runtime.node.storage.disk_full
+        ok = st.leader != NONE and not disk_full
+        body = {"ready": ok, "leader": st.leader, "role": st.role.value, "disk_full": disk_full}
+        return web.json_response(body, status=200 if ok else 503)
 
     async def stats(request: web.Request) -> web.Response:
         st = runtime.node.status()

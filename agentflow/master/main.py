@@ -44,8 +44,8 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
 @click.option("--peers", callback=_peers, default="", help="id=host:port,... (fixed set).")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without TLS.")
 @click.option("--aging-seconds", type=float, default=30.0, show_default=True)
-@click.option("--retention-hours", type=float, default=168.0, show_default=True)
-@click.option("--retention-count", type=int, default=100_000, show_default=True)
+@click.option("--retention-hours", type=float, default=24.0, show_default=True)
+@click.option("--retention-count", type=int, default=20_000, show_default=True)
 @click.option(
     "--prefetch",
     type=click.FloatRange(min=0),

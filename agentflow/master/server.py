@@ -138,10 +138,12 @@ class Master:
             log.info("master.stopped", node=cfg.node_id)
 
     async def _report_health(self, rt: Runtime, servicer: health.aio.HealthServicer) -> None:
-        # SERVING once part of a cluster with a leader: what k8s probes should see.
+        # SERVING once part of a cluster with a leader, and able to persist: what
+        # k8s probes should see. A master whose data dir is full stays alive (it
+        # carries on once space is freed) but must not get traffic meanwhile.
         serving: bool | None = None
         while True:
-            now = rt.node.leader() != NONE
+            now = rt.node.leader() != NONE and not rt.node.storage.disk_full
             if now != serving:
                 serving = now
                 status = (

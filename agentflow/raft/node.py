@@ -24,6 +24,7 @@ from agentflow.common.failpoints import Failpoints
 from agentflow.raft import watermark
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.core import RaftCore
+from agentflow.raft.disk_full import is_disk_full
 from agentflow.raft.fsm import StateMachine
 from agentflow.raft.guard import RefusalLog, membership_refusal
 from agentflow.raft.storage import RaftStorage
@@ -159,6 +160,7 @@ class RaftNode:
         self._watermark = 0  # last value written to the watermark file
         self._watermark_at = -watermark.WRITE_EVERY
         self._watermark_task: asyncio.Task[None] | None = None
+        self._watermark_no_space = False
         self._was_lost = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -238,6 +240,12 @@ class RaftNode:
         if not command:
             raise ValueError("command: must not be empty (empty entries are leader no-ops)")
         self._check_running()
+        if self.storage.disk_full:
+            # The loop is waiting for space to persist what it has; queueing more
+            # only grows what the client will have to wait for, or retry anyway.
+            raise ProposalDroppedError(
+                f"node {self.id} cannot persist: its data directory {self.storage.data_dir} is full"
+            )
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._proposals.append(_Proposal(command, fut))
         self._wake.set()
@@ -247,6 +255,17 @@ class RaftNode:
         """Linearizable read point (ReadIndex): returns once this node has applied
         everything committed before the call; local state may then be read."""
         self._check_running()
+        core = self._core
+        if (
+            self.storage.disk_full
+            and core is not None
+            and core.role is Role.LEADER
+            and core.conf.voters == (self.id,)
+        ):
+            # The loop is stuck persisting, so a ReadIndex would wait for the disk.
+            # The only voter needs no quorum, and nothing can commit while it
+            # cannot write: what it has applied is everything committed.
+            return core.log.applied
         ctx = f"{self.id}:{next(self._read_ids)}".encode()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[ctx] = fut
@@ -503,9 +522,18 @@ class RaftNode:
             self._watermark_task = task
 
     def _watermark_written(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # The file then lags: it only ever weakens the check, never breaks it.
-            log.warning("raft.watermark_write_failed", node=self.id, error=str(task.exception()))
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            self._watermark_no_space = False
+            return
+        if is_disk_full(exc):
+            # Said once until a write succeeds again (and not at all while the
+            # storage is reporting the full disk itself).
+            said, self._watermark_no_space = self._watermark_no_space, True
+            if said or self.storage.disk_full:
+                return
+        # The file then lags: it only ever weakens the check, never breaks it.
+        log.warning("raft.watermark_write_failed", node=self.id, error=str(exc))
 
     def _feed(self, core: RaftCore) -> None:
         ticks, self._ticks = self._ticks, 0

@@ -15,6 +15,11 @@ never disagree.
 One `RaftStorage` owns its directory; all its transactions go through one
 aiosqlite connection and are serialized by a lock, so the host may call
 `save_snapshot` from another task while the driver calls `save`.
+
+A write that fails because the disk is full is not an error to the caller: it is
+rolled back and retried every second until it fits (`agentflow.raft.disk_full`),
+and `disk_full` says so meanwhile. Nothing is acknowledged that is not durable,
+and nothing half written is left behind.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from agentflow._proto import raft_pb2 as pb
 from agentflow.raft import snapshots
 from agentflow.raft.codec import hard_state_from_pb, hard_state_to_pb
 from agentflow.raft.core import bootstrap_entries
+from agentflow.raft.disk_full import DiskFullWatch
 from agentflow.raft.guard import LIMIT
 from agentflow.raft.types import (
     NONE,
@@ -175,9 +181,16 @@ def _one_statement_append(
 
 
 class RaftStorage:
-    def __init__(self, data_dir: Path, db: aiosqlite.Connection, snaps: dict[int, int]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        db: aiosqlite.Connection,
+        snaps: dict[int, int],
+        disk: DiskFullWatch | None = None,
+    ) -> None:
         """Use `RaftStorage.open`."""
         self.data_dir = data_dir
+        self.disk = disk or DiskFullWatch(data_dir)
         self.snapshot_dir = data_dir / SNAPSHOT_DIR
         self._db_label = str(data_dir / DB_NAME)
         self._db: aiosqlite.Connection | None = db
@@ -195,8 +208,15 @@ class RaftStorage:
     # -- lifecycle -------------------------------------------------------------
 
     @classmethod
-    async def open(cls, data_dir: Path) -> RaftStorage:
+    async def open(cls, data_dir: Path, disk: DiskFullWatch | None = None) -> RaftStorage:
+        """Open (creating if need be) the storage in `data_dir`. On a full disk this
+        waits, retrying, until the database can be created or opened."""
         data_dir = Path(data_dir)
+        watch = disk or DiskFullWatch(data_dir)
+        return await watch.run(lambda: cls._open(data_dir, watch), "open")
+
+    @classmethod
+    async def _open(cls, data_dir: Path, disk: DiskFullWatch) -> RaftStorage:
         snap_dir = data_dir / SNAPSHOT_DIR
         await asyncio.to_thread(_make_dirs, data_dir, snap_dir)
         db = await aiosqlite.connect(data_dir / DB_NAME, isolation_level=None)
@@ -224,7 +244,7 @@ class RaftStorage:
         except BaseException:
             await db.close()
             raise
-        storage = cls(data_dir, db, snaps)
+        storage = cls(data_dir, db, snaps, disk)
         if isinstance(last, int):
             storage._last_index = last
         elif last is None:
@@ -236,6 +256,11 @@ class RaftStorage:
             if self._db is not None:
                 db, self._db = self._db, None
                 await db.close()
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write failed for lack of space and is being retried."""
+        return self.disk.full
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -367,6 +392,9 @@ class RaftStorage:
             raise ValueError("bootstrap needs at least one member")
         rows = _entry_rows(bootstrap_entries(members))
         hs = _hard_state_params(HardState(term=1, vote=NONE, commit=len(members)))
+        return await self.disk.run(lambda: self._bootstrap(rows, hs), "bootstrap")
+
+    async def _bootstrap(self, rows: list[_EntryRow], hs: tuple[bytes, int]) -> bool:
         async with self._lock:
             db = self._conn()
             try:
@@ -387,9 +415,13 @@ class RaftStorage:
         """Persist what `ready` asks for in one transaction, durable on return:
         its snapshot (which replaces the whole stored log), then its entries
         (replacing any stored at the same or later indexes), then its hard state.
-        Does nothing if `ready.must_sync()` is false."""
+        Does nothing if `ready.must_sync()` is false. On a full disk, returns
+        only once the write has fitted."""
         if not ready.must_sync():
             return
+        await self.disk.run(lambda: self._save(ready), "raft log")
+
+    async def _save(self, ready: Ready) -> None:
         snap = ready.snapshot
         rows = _entry_rows(ready.entries) if ready.entries else []
         hs = _hard_state_params(ready.hard_state) if ready.hard_state is not None else None
@@ -448,6 +480,10 @@ class RaftStorage:
         meta = snapshot.meta
         if not 0 <= compact_to <= meta.index:
             raise ValueError(f"compact_to {compact_to} is outside 0..{meta.index}")
+        await self.disk.run(lambda: self._save_snapshot(snapshot, compact_to), "snapshot")
+
+    async def _save_snapshot(self, snapshot: Snapshot, compact_to: int) -> None:
+        meta = snapshot.meta
         await asyncio.to_thread(snapshots.write_file, self.snapshot_dir, snapshot)
         async with self._lock:
             db = self._conn()

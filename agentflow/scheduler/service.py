@@ -79,8 +79,14 @@ class SchedulerConfig:
     prefetch_window: float = 0.2
     prefetch_max: int = 256
     retry_backoff_cap_ms: int = 300_000
-    retention_seconds: float = 7 * 24 * 3600  # finished tasks kept this long
-    retention_keep: int = 100_000  # and at most this many
+    # Finished tasks are kept this long, and at most `retention_keep` of those outside
+    # workflows (a finished workflow goes whole, by time only). Every master holds
+    # every retained task, ~10-17 KB each at peak for typical specs and output
+    # (bench/memory_bench.py), so these bound its memory: 20,000 keep it near 350 MB;
+    # a day bounds workflow tasks and matches the request-id window.
+    # docs/operations.md has the budget and how to size them.
+    retention_seconds: float = 24 * 3600
+    retention_keep: int = 20_000
     request_id_seconds: float = 24 * 3600  # a client may retry a request this long
     worker_retention_seconds: float = 24 * 3600  # LOST/OFFLINE workers listed this long
     prune_interval: float = 60.0
