@@ -284,6 +284,7 @@ class TaskResult(_message.Message):
     STDERR_TAIL_FIELD_NUMBER: _builtins.int
     VALUE_JSON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
     exit_code: _builtins.int
     stdout_tail: _builtins.str
     stderr_tail: _builtins.str
@@ -291,6 +292,8 @@ class TaskResult(_message.Message):
     """a python task's return value"""
     error: _builtins.str
     """why it failed, in words"""
+    cancelled_by: _builtins.str
+    """who cancelled it, as the master knew the caller"""
     def __init__(
         self,
         *,
@@ -299,10 +302,11 @@ class TaskResult(_message.Message):
         stderr_tail: _builtins.str = ...,
         value_json: _builtins.str = ...,
         error: _builtins.str = ...,
+        cancelled_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "exit_code", b"exit_code", "stderr_tail", b"stderr_tail", "stdout_tail", b"stdout_tail", "value_json", b"value_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "error", b"error", "exit_code", b"exit_code", "stderr_tail", b"stderr_tail", "stdout_tail", b"stdout_tail", "value_json", b"value_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -939,9 +943,12 @@ class CancelTasks(_message.Message):
     TASK_IDS_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """cancels every unfinished task of the workflow"""
     reason: _builtins.str
+    requested_by: _builtins.str
+    """the caller, as the master that took the call knew it"""
     @_builtins.property
     def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -950,10 +957,11 @@ class CancelTasks(_message.Message):
         task_ids: _abc.Iterable[_builtins.str] | None = ...,
         workflow_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "requested_by", b"requested_by", "task_ids", b"task_ids", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

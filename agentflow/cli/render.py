@@ -283,6 +283,8 @@ def _outcome(task: Task) -> list[tuple[str, str]]:
     error = result.error
     if task.state is TaskState.CANCELLED and error == "cancelled":
         error = "none given"  # the master's word when `cancel` had no --reason
+    if task.state is TaskState.CANCELLED and result.cancelled_by:
+        lines.append(("cancelled by", result.cancelled_by))
     if task.state is not TaskState.SUCCEEDED:
         lines.append((label, error))
     return lines

@@ -183,6 +183,7 @@ def task_from_proto(message: pb.Task) -> Task:
             stderr_tail=r.stderr_tail,
             value=_json_or_none(r.value_json),
             error=r.error,
+            cancelled_by=r.cancelled_by,
         )
     return Task(
         id=message.id,

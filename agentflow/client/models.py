@@ -191,6 +191,7 @@ class TaskResult:
     stderr_tail: str = ""
     value: Any = None  # a python task's return value
     error: str = ""  # why it failed, in words
+    cancelled_by: str = ""  # who cancelled it, as the master knew the caller
 
 
 @dataclass(frozen=True, slots=True)

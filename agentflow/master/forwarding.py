@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from agentflow.master.caller import CALLER, caller
 from agentflow.master.status import LEADER_ADDRESS, Ctx
 from agentflow.raft.node import RaftNode
 from agentflow.raft.transport import CHANNEL_OPTIONS
@@ -72,7 +73,7 @@ class Forwarder:
             response: R = await call(
                 request,
                 timeout=remaining,
-                metadata=((FORWARDED, self._node.id),),
+                metadata=((FORWARDED, self._node.id), (CALLER, caller(context))),
             )
             return response
         except grpc.aio.AioRpcError as exc:

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc, state_pb2
+from agentflow.master.caller import caller
 from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
@@ -154,7 +155,10 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             await abort_invalid(context, "task_ids", "name at least one task or a workflow_id")
         cmd = state_pb2.Command(
             cancel_tasks=state_pb2.CancelTasks(
-                task_ids=request.task_ids, workflow_id=request.workflow_id, reason=request.reason
+                task_ids=request.task_ids,
+                workflow_id=request.workflow_id,
+                reason=request.reason,
+                requested_by=caller(context),
             )
         )
         result = await self._write(context, cmd, request, request.request_id)

@@ -733,10 +733,13 @@ class SchedulerState:
         cancelled = [self.tasks[t] for t in targets if self.tasks[t].state not in FINAL_STATES]
         # All named tasks first, then the consequences: a task both named and downstream
         # of another named one is reported as cancelled, whatever the order given.
+        by = cancel.requested_by
+        named = set(cancel.task_ids)
         for task in cancelled:
             # worker_id stays: the leader tells that worker to stop the attempt.
             self._set_state(task, CANCELLED, ch)
-            task.result.CopyFrom(state_pb2.TaskResult(error=reason))
+            who = by if task.id in named or not by else f"{by}, cancelling its workflow"
+            task.result.CopyFrom(state_pb2.TaskResult(error=reason, cancelled_by=who))
         for task in cancelled:
             self._settle(task, ch)
         result.task_ids.extend(t.id for t in cancelled)

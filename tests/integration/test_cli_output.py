@@ -247,6 +247,7 @@ def test_cancelled_and_skipped_tasks_say_why_without_an_exit_code(env: Env) -> N
     shown = ok(env.master, "show", parked["task_id"])
     assert "   state: cancelled\n" in shown
     assert "   cancel reason: wrong branch" in shown
+    assert "   cancelled by: a client at 127.0.0.1\n" in shown
     assert "exit code" not in shown and "error:" not in shown
     plain = as_json(env.master, "add", "plain", "--desc", "shell:true", "-g", "nobody")
     ok(env.master, "cancel", plain["task_id"])

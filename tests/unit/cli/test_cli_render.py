@@ -171,6 +171,11 @@ def test_outcome_in_the_state_s_own_words() -> None:
     assert "   cancel reason: stop it" in text and "exit code" not in text
     default = _task("1", "c", TaskState.CANCELLED, result=TaskResult(0, error="cancelled"))
     assert "   cancel reason: none given" in render.task_detail(default, UTC_STYLE)
+    assert "cancelled by" not in render.task_detail(default, UTC_STYLE)
+    by = _task(
+        "1", "c", TaskState.CANCELLED, result=TaskResult(0, error="x", cancelled_by="ops at h")
+    )
+    assert "   cancelled by: ops at h\n" in render.task_detail(by, UTC_STYLE)
     skipped = _task("2", "s", TaskState.SKIPPED, result=TaskResult(0, error="dependency 1 failed"))
     text = render.task_detail(skipped, UTC_STYLE)
     assert "   skipped because: dependency 1 failed" in text and "exit code" not in text

@@ -110,8 +110,12 @@ class Harness:
         assert not self.start(task_id).rejected
         return self.finish(task_id, success, **kw)
 
-    def cancel(self, *task_ids: str, workflow_id: str = "", reason: str = "") -> pb.CommandResult:
-        req = pb.CancelTasks(task_ids=task_ids, workflow_id=workflow_id, reason=reason)
+    def cancel(
+        self, *task_ids: str, workflow_id: str = "", reason: str = "", by: str = ""
+    ) -> pb.CommandResult:
+        req = pb.CancelTasks(
+            task_ids=task_ids, workflow_id=workflow_id, reason=reason, requested_by=by
+        )
         return self.run(cancel_tasks=req)
 
     def state(self, task_id: str) -> str:
@@ -605,6 +609,16 @@ def test_cancel_a_workflow(h: Harness) -> None:
     assert list(result.task_ids) == ["wf/a", "wf/b"]
     assert h.sm.workflows["wf"].state == pb.WORKFLOW_STATE_CANCELLED
     assert h.changes[-1].workflows == ("wf",)
+
+
+def test_a_cancel_records_who_asked(h: Harness) -> None:
+    h.workflow(spec(id="a"), spec(id="b"), id="wf")
+    (lone,) = h.ids(spec())
+    h.cancel(lone, by="a client at 10.0.0.7")
+    assert h.sm.tasks[lone].result.cancelled_by == "a client at 10.0.0.7"
+    h.cancel("wf/a", workflow_id="wf", by="ops")
+    assert h.sm.tasks["wf/a"].result.cancelled_by == "ops"
+    assert h.sm.tasks["wf/b"].result.cancelled_by == "ops, cancelling its workflow"
 
 
 def test_cancelling_single_tasks_of_a_workflow_fails_it(h: Harness) -> None:
