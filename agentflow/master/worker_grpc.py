@@ -109,4 +109,6 @@ class TaskLogApi(worker_pb2_grpc.TaskLogServiceServicer):
             )
         if not request.task_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task_id: must not be empty")
+        if self.sessions.rt.state.task(request.task_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task_id: no task {request.task_id!r}")
         return self.sessions.logs.read(request.task_id, request.after)

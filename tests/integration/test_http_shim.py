@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from google.protobuf import json_format
 
 from agentflow import AsyncClient
 from agentflow._proto import state_pb2 as pb
 from agentflow._proto import worker_pb2 as wpb
+from agentflow._proto import worker_pb2_grpc
 from agentflow.client import RetryPolicy
 from agentflow.master.http_input import MAX_BODY, MAX_OFFSET
 from agentflow.master.testing import MasterCluster
@@ -358,6 +360,20 @@ async def test_logs_of_an_unknown_task_answer_404_naming_it(
     assert body["task_id"] == missing and missing in body["error"]
     async with http.get(f"{base}/api/v1/tasks/{task_id}/logs") as response:
         assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_grpc_logs_of_an_unknown_task_answer_not_found(
+    masters: Masters, task_id: str, role: str
+) -> None:
+    node = masters.leader if role == "leader" else masters.follower
+    async with grpc.aio.insecure_channel(masters.cluster.address(node)) as channel:
+        stub = worker_pb2_grpc.TaskLogServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+            await stub.GetTaskLogs(wpb.GetTaskLogsRequest(task_id="no-such-task"), timeout=10)
+        assert refused_call.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "task_id: no task 'no-such-task'" in (refused_call.value.details() or "")
+        await stub.GetTaskLogs(wpb.GetTaskLogsRequest(task_id=task_id), timeout=10)
 
 
 # --- every error is JSON ---------------------------------------------------------------------
