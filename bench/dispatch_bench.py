@@ -27,8 +27,8 @@ from benchlib import emit
 from agentflow._proto import state_pb2
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.service import Scheduler, SchedulerConfig
-from agentflow.scheduler.testing import DirectReplicator, RecordingSession
 from agentflow.state import SchedulerState
+from agentflow.testing.scheduler import DirectReplicator, RecordingSession
 
 PLACEABLE = 200
 BATCH = 10_000  # the most tasks one SubmitTasks takes

@@ -4,7 +4,7 @@ A master validates a submit before proposing it (the edge check), and every mast
 leader and followers, validates and applies it again when the entry commits. Each
 of those runs on the event loop in one piece, so each must stay well below the
 election timeout (750 ms) or heartbeats stop and an election starts. This measures
-them for requests at the caps of `agentflow.state.limits`:
+them for requests at the caps of `agentflow.rules.limits`:
 
 - `workflow_chain`: MAX_WORKFLOW_TASKS tasks, each depending on the previous one;
 - `workflow_fan`: MAX_WORKFLOW_TASKS tasks carrying MAX_REQUEST_DEPENDENCIES edges;
@@ -29,9 +29,9 @@ from typing import Any
 from benchlib import emit
 
 from agentflow._proto import state_pb2 as pb
+from agentflow.rules import limits as lim
+from agentflow.rules.validate import validate_submit_tasks, validate_workflow_spec
 from agentflow.state import SchedulerState, StateError, encode
-from agentflow.state import limits as lim
-from agentflow.state.validate import validate_submit_tasks, validate_workflow_spec
 
 ELECTION_TIMEOUT_MS = 750.0
 

@@ -134,7 +134,7 @@ class TaskSpec:
     the same batch, or (inside a workflow) the workflow's own task ids.
 
     Checked on submit (InvalidArgumentError naming the field), with the cluster's bounds
-    (`agentflow.state.limits`, listed in docs/cli.md): every string valid UTF-8, and no
+    (`agentflow.rules.limits`, listed in docs/cli.md): every string valid UTF-8, and no
     NUL in `command`, `env` or `cwd`; `command` at most 128 KiB, `args` at most 1 MiB
     and 64 levels deep, `env` at most 1,000 variables and 128 KiB, `cwd` 4,096 bytes,
     `name` 256 characters (not blank), at most 64 `labels` of 256 bytes;

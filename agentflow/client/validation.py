@@ -2,7 +2,7 @@
 
 Two layers: the Python values themselves (types, priority names, JSON-serializable
 args: what a protobuf cannot even hold), then the cluster's own rules from
-`agentflow.state.validate` run on the wire form (ids, commands, groups, limits,
+`agentflow.rules.validate` run on the wire form (ids, commands, groups, limits,
 workflow graph and cycles), so the SDK rejects exactly what the server would, without
 a round trip, and the file loader can point at a line. Each function returns a
 normalized copy (priority parsed, collections copied) or raises `InvalidArgumentError`
@@ -24,10 +24,10 @@ from agentflow._proto import state_pb2
 from agentflow.client import convert
 from agentflow.client.errors import InvalidArgumentError, sdk_field
 from agentflow.client.models import OnFailure, Priority, PriorityLike, TaskSpec, Workflow
-from agentflow.state import limits
-from agentflow.state.errors import StateError
-from agentflow.state.fields import json_depth
-from agentflow.state.validate import (
+from agentflow.rules import limits
+from agentflow.rules.errors import RuleError
+from agentflow.rules.fields import json_depth
+from agentflow.rules.validate import (
     check_request_id,
     validate_list_filter,
     validate_submit_tasks,
@@ -277,11 +277,11 @@ _DEPENDENCY = re.compile(r"^tasks\[(\d+)\]\.dependencies\[(\d+)\]$")
 
 @contextmanager
 def _server_rules(tasks: Sequence[TaskSpec] = ()) -> Iterator[None]:
-    """Run the cluster's own validation (`agentflow.state.validate`) on the wire form,
+    """Run the cluster's own validation (`agentflow.rules.validate`) on the wire form,
     so the SDK rejects exactly what the server would, naming the SDK's fields."""
     try:
         yield
-    except StateError as exc:
+    except RuleError as exc:
         field = sdk_field(exc.field)
         message = exc.message
         dep = _DEPENDENCY.match(field)

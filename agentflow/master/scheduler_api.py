@@ -22,16 +22,17 @@ from agentflow.master.runtime import Runtime
 from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
 from agentflow.master.watch import WatchCutOff, missing_task, watch_tasks
 from agentflow.raft.types import NONE, RaftError
-from agentflow.scheduler.explain import explain
-from agentflow.scheduler.placement import DEFAULT_GROUP
-from agentflow.state import (
-    Dag,
-    DagError,
-    StateError,
+from agentflow.rules.dag import Dag, DagError
+from agentflow.rules.validate import (
+    check_request_id,
+    validate_delete,
+    validate_list_filter,
     validate_submit_tasks,
     validate_workflow_spec,
 )
-from agentflow.state.validate import check_request_id, validate_delete, validate_list_filter
+from agentflow.scheduler.explain import explain
+from agentflow.scheduler.placement import DEFAULT_GROUP
+from agentflow.state import StateError
 
 SERVICE = "SchedulerService"
 MAX_PAGE = 1000

@@ -25,14 +25,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from agentflow._proto import state_pb2
-from agentflow.state.errors import (
-    ALREADY_EXISTS,
-    FAILED_PRECONDITION,
-    INVALID_ARGUMENT,
-    NOT_FOUND,
-    StateError,
-)
-from agentflow.state.validate import (
+from agentflow.rules.validate import (
     check_request_digest,
     check_request_id,
     validate_delete,
@@ -40,6 +33,13 @@ from agentflow.state.validate import (
     validate_submit_tasks,
     validate_worker_info,
     validate_workflow_spec,
+)
+from agentflow.state.errors import (
+    ALREADY_EXISTS,
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    StateError,
 )
 
 __all__ = [

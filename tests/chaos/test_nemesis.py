@@ -5,7 +5,7 @@ leader (SIGKILL, then restarts it), pauses a leader past the election timeout
 worker timeout (a VM pause) while the workers keep running tasks. Afterwards the
 history (acknowledged submits, what task code really ran, every committed assignment
 and report, the final state, the all-masters pause) is written as JSON and checked
-by `agentflow.scheduler.history.check`.
+by `agentflow.testing.history.check`.
 
 `make chaos` runs it bigger: AGENTFLOW_CHAOS_TASKS, AGENTFLOW_CHAOS_KILLS.
 """
@@ -27,7 +27,7 @@ from agentflow.client.errors import AgentFlowError
 from agentflow.client.retry import RetryPolicy
 from agentflow.common.processes import ProcessGroup
 from agentflow.master.testing import MasterCluster
-from agentflow.scheduler.history import (
+from agentflow.testing.history import (
     Execution,
     Final,
     History,

@@ -18,7 +18,7 @@ import pytest
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2 as pb
 from agentflow.client import Client, FailedPreconditionError, RetryPolicy
-from agentflow.state import limits
+from agentflow.rules import limits
 
 SERVICE = "/agentflow.v1.SchedulerService/"
 AGENTFLOW = Path(sys.executable).parent / "agentflow"

@@ -1,7 +1,7 @@
 """Inputs that used to crash the SDK with a raw exception (ValueError, OverflowError,
 RecursionError, UnicodeEncodeError) from protobuf or json: each is an
 InvalidArgumentError naming the field, raised before anything is sent. The same values
-the server refuses (agentflow.state.limits) are refused here too, in the SDK's words."""
+the server refuses (agentflow.rules.limits) are refused here too, in the SDK's words."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from agentflow.client import requests
 from agentflow.client.errors import InvalidArgumentError
 from agentflow.client.models import TaskSpec, Workflow
-from agentflow.state import limits
+from agentflow.rules import limits
 
 SURROGATE = b"\xff".decode("utf-8", "surrogateescape")  # what a shell's $'\xff' becomes
 

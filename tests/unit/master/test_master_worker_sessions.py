@@ -19,8 +19,8 @@ from agentflow.master.worker_sessions import MasterSession, SessionConfig, Sessi
 from agentflow.raft.types import NotLeaderError
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.service import Scheduler
-from agentflow.scheduler.testing import DirectReplicator
 from agentflow.state import SchedulerState
+from agentflow.testing.scheduler import DirectReplicator
 
 TS = state_pb2.TaskState
 

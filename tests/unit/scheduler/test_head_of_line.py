@@ -5,7 +5,7 @@ shape), and a dispatch round costs what it places, not what waits. Work is count
 from __future__ import annotations
 
 from agentflow._proto import state_pb2
-from agentflow.scheduler.testing import Rig, running, shell
+from agentflow.testing.scheduler import Rig, running, shell
 
 TS = state_pb2.TaskState
 

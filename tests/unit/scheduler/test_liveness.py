@@ -7,8 +7,8 @@ import asyncio
 
 from agentflow._proto import state_pb2
 from agentflow.scheduler.liveness import Stalls
-from agentflow.scheduler.testing import RecordingSession, Rig, running, shell
 from agentflow.state import SchedulerState, encode
+from agentflow.testing.scheduler import RecordingSession, Rig, running, shell
 
 TS = state_pb2.TaskState
 WS = state_pb2.WorkerState

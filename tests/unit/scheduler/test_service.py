@@ -11,7 +11,7 @@ from agentflow._proto import state_pb2
 from agentflow.scheduler.explain import explain
 from agentflow.scheduler.service import SchedulerConfig
 from agentflow.scheduler.sessions import WorkerConflictError
-from agentflow.scheduler.testing import RecordingSession, Rig, running, shell
+from agentflow.testing.scheduler import RecordingSession, Rig, running, shell
 
 TS = state_pb2.TaskState
 

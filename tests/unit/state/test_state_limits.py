@@ -1,4 +1,4 @@
-"""The bounds of agentflow.state.limits, enforced by the validation the master runs
+"""The bounds of agentflow.rules.limits, enforced by the validation the master runs
 before proposing and the state machine runs when it applies: every value that could
 never be placed or run, and every request past a size cap, is refused naming the field
 (and the cap), and a refused command changes nothing."""
@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from agentflow._proto import state_pb2 as pb
-from agentflow.state import SchedulerState, StateError, encode, validate_task_spec
-from agentflow.state import limits as lim
-from agentflow.state.errors import INVALID_ARGUMENT
-from agentflow.state.validate import (
+from agentflow.rules import limits as lim
+from agentflow.rules.errors import INVALID_ARGUMENT
+from agentflow.rules.validate import (
     check_request_id,
     validate_list_filter,
     validate_submit_tasks,
+    validate_task_spec,
     validate_workflow_spec,
 )
+from agentflow.state import SchedulerState, StateError, encode
 
 
 def spec(**kw: Any) -> pb.TaskSpec:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agentflow._proto import state_pb2 as pb
+from agentflow.rules.limits import MAX_DELETE_IDS
 from agentflow.state import ChangeSet, SchedulerState, encode
 from agentflow.state.errors import (
     ALREADY_EXISTS,
@@ -15,7 +16,6 @@ from agentflow.state.errors import (
     INVALID_ARGUMENT,
     NOT_FOUND,
 )
-from agentflow.state.limits import MAX_DELETE_IDS
 from agentflow.state.machine import state_name
 
 CONTINUE = pb.ON_FAILURE_CONTINUE

@@ -1,4 +1,4 @@
-"""Validation shared by the master and the state machine (agentflow.state.validate)."""
+"""Validation shared by the master and the state machine (agentflow.rules.validate)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from agentflow._proto import state_pb2
-from agentflow.state import (
-    StateError,
+from agentflow.rules.errors import INVALID_ARGUMENT, NOT_FOUND
+from agentflow.rules.validate import (
     validate_submit_tasks,
     validate_task_spec,
     validate_worker_info,
     validate_workflow_spec,
 )
-from agentflow.state.errors import INVALID_ARGUMENT, NOT_FOUND
+from agentflow.state import StateError
 
 
 def spec(**kw: Any) -> state_pb2.TaskSpec:

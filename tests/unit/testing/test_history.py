@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentflow._proto import state_pb2
-from agentflow.scheduler.history import (
+from agentflow.state import encode
+from agentflow.testing.history import (
     Commit,
     Execution,
     Final,
@@ -14,7 +15,6 @@ from agentflow.scheduler.history import (
     check,
     commits_from_log,
 )
-from agentflow.state import encode
 
 
 def good() -> History:

@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from agentflow._proto import state_pb2
-from agentflow.state.dag import Dag, DagError
-from agentflow.state.fields import (
+from agentflow.rules.dag import Dag, DagError
+from agentflow.rules.fields import (
     GROUP,
     check_group,
     check_id,
@@ -32,7 +32,7 @@ from agentflow.state.fields import (
     utf8_len,
     validate_list_filter,
 )
-from agentflow.state.limits import (
+from agentflow.rules.limits import (
     MAX_ARGS_BYTES,
     MAX_ARGS_DEPTH,
     MAX_BATCH_TASKS,
@@ -193,9 +193,9 @@ def _check_name(name: str, field: str) -> None:
 
 
 def validate_task_spec(spec: state_pb2.TaskSpec, field: str) -> None:
-    """Raise StateError(INVALID_ARGUMENT) naming the first bad field under `field`
+    """Raise RuleError(INVALID_ARGUMENT) naming the first bad field under `field`
     (e.g. "tasks[2]"). Dependencies are checked for form only; whether they exist
-    depends on the state. Bounds: `agentflow.state.limits`."""
+    depends on the state. Bounds: `agentflow.rules.limits`."""
     if spec.id:
         check_id(spec.id, f"{field}.id")
     _check_name(spec.name, f"{field}.name")

@@ -1,4 +1,4 @@
-"""DAG validation, queries and the incremental ready set (agentflow.state.dag)."""
+"""DAG validation, queries and the incremental ready set (agentflow.rules.dag)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentflow.state.dag import Dag, DagError, DagRun, TaskStatus
+from agentflow.rules.dag import Dag, DagError, DagRun, TaskStatus
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 

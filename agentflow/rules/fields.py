@@ -1,7 +1,7 @@
 """Checks of single values, shared by every validator of client input: ids, request
 ids, groups, sizes, text the OS must accept, JSON depth; and the ListTasks filters.
 
-Pure functions of their arguments, like the rest of `agentflow.state.validate`.
+Pure functions of their arguments, like the rest of `agentflow.rules.validate`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 from agentflow._proto import state_pb2
-from agentflow.state.errors import INVALID_ARGUMENT, StateError
-from agentflow.state.limits import MAX_REQUEST_ID_LENGTH
+from agentflow.rules.errors import INVALID_ARGUMENT, RuleError
+from agentflow.rules.limits import MAX_REQUEST_ID_LENGTH
 
 __all__ = [
     "GROUP",
@@ -36,8 +36,8 @@ ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", re.ASCII)
 GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
 
-def invalid(field: str, message: str) -> StateError:
-    return StateError(INVALID_ARGUMENT, field, message)
+def invalid(field: str, message: str) -> RuleError:
+    return RuleError(INVALID_ARGUMENT, field, message)
 
 
 def show(value: str, limit: int = 80) -> str:
