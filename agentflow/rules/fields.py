@@ -113,10 +113,6 @@ def json_depth(value: object, stop: int) -> int:
     return deepest
 
 
-def _number(value: int | float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
-
-
 def number(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
