@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) scripts/gen_proto.py --check
+	$(PY) scripts/gen_sync_client.py --check
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) scripts/raft_sim.py --seeds $(SEEDS) --first-seed $(FIRST_SEED)
 

@@ -1,12 +1,38 @@
 """`AsyncClient`: the asyncio SDK (grpc.aio). One channel per master, opened lazily
-inside the running loop; use it from that one loop."""
+inside the running loop; use it from that one loop.
+
+This module is the only source of the client code: `sync.py` (`Client`, the blocking
+SDK) is generated from it by scripts/gen_sync_client.py and never edited by hand.
+The generator rewrites tokens: `async def` -> `def`, `await x` -> `x`, `async for` and
+`async with` -> `for` and `with`, and names through its explicit table
+(`AsyncIterator` -> `Iterator`, `aclosing` -> `closing`, `asyncio.sleep` ->
+`time.sleep`, `grpc.aio.AioRpcError` -> `grpc.RpcError`, ...); it refuses to write a
+file in which anything asynchronous is left. `make test` runs it with `--check`.
+
+Why one generated twin rather than a shared core with thin sync and async adapters:
+a method here is request building, one retried RPC and a conversion, and the waiting
+is interleaved with that logic (the retry loop sleeps, the watch reconnects, `wait`
+reads then watches then polls). A shared core would either be a sans-I/O state
+machine per method, turning twenty straight lines into callbacks, or would run this
+client on a background event loop for the blocking one, adding a thread per
+`Client`, loop-affinity rules and a second failure mode (the blocking API stuck
+behind a loop it does not own) while changing how blocking calls are cancelled
+and how they trace. Generated, both clients stay plain straight-line code with their
+own tracebacks, and a new API is written once, here.
+
+What the blocking client does that is not a rename lives in the hand-written pair
+`calls_aio` (imported here) and `calls_sync` (imported by the generated file), the same
+names in each: closing channels, and waiting for a stream to end. A new difference of
+that kind (say a background lease renewal: a task here, a thread there) goes into
+that pair, not into an `if` here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import dataclasses
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -27,6 +53,7 @@ from agentflow.client.base import (
     as_workflow,
     remaining,
 )
+from agentflow.client.calls_aio import close_channels, wait_for_end
 from agentflow.client.channels import TlsConfig
 from agentflow.client.errors import (
     AgentFlowError,
@@ -89,13 +116,17 @@ class AsyncClient(ClientBase):
     ) -> None:
         super().__init__(masters, retry=retry, tls=tls, token=token)
         self._stubs: dict[str, _Stubs] = {}
+        # Guards `_stubs` and `_closed`: the blocking client is shared between threads
+        # (within one event loop the lock is never contended).
+        self._lock = threading.Lock()
 
     # ----- lifecycle -----
 
     async def close(self) -> None:
-        self._closed = True
-        stubs, self._stubs = self._stubs, {}
-        await asyncio.gather(*(s.channel.close() for s in stubs.values()))
+        with self._lock:
+            self._closed = True
+            stubs, self._stubs = self._stubs, {}
+        await close_channels(s.channel for s in stubs.values())
 
     async def __aenter__(self) -> Self:
         return self
@@ -111,18 +142,19 @@ class AsyncClient(ClientBase):
     # ----- plumbing -----
 
     def _stub(self, address: str) -> _Stubs:
-        if self._closed:
-            raise AgentFlowError("the client is closed")
-        stubs = self._stubs.get(address)
-        if stubs is None:
-            channel = self._factory.aio_channel(address)
-            stubs = _Stubs(
-                channel,
-                api_grpc.SchedulerServiceStub(channel),
-                api_grpc.ClusterServiceStub(channel),
-            )
-            self._stubs[address] = stubs
-        return stubs
+        with self._lock:
+            if self._closed:
+                raise AgentFlowError("the client is closed")
+            stubs = self._stubs.get(address)
+            if stubs is None:
+                channel = self._factory.aio_channel(address)
+                stubs = _Stubs(
+                    channel,
+                    api_grpc.SchedulerServiceStub(channel),
+                    api_grpc.ClusterServiceStub(channel),
+                )
+                self._stubs[address] = stubs
+            return stubs
 
     async def _unary(
         self,
@@ -176,10 +208,8 @@ class AsyncClient(ClientBase):
             except grpc.aio.AioRpcError as exc:
                 status = rpc_status(exc)
             finally:
-                if end.due and not call.done():
-                    with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-                        async with asyncio.timeout(END_GRACE_S):
-                            await call.code()
+                if end.due:
+                    await wait_for_end(call, END_GRACE_S)
                 call.cancel()
             if limit is not None and limit.expired():
                 raise limit.error(what)
@@ -220,7 +250,8 @@ class AsyncClient(ClientBase):
             max_retries=max_retries, retry_backoff=retry_backoff, timeout=timeout,
             dependencies=dependencies, id=id,
         )  # fmt: skip
-        return (await self.submit_many([spec], request_id=request_id))[0]
+        ids = await self.submit_many([spec], request_id=request_id)
+        return ids[0]
 
     async def submit_many(
         self, specs: Iterable[TaskSpec], *, request_id: str | None = None

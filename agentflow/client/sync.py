@@ -1,4 +1,10 @@
-"""`Client`: the blocking SDK. Thread-safe; one channel per master, opened lazily."""
+# Generated from agentflow/client/aio.py by scripts/gen_sync_client.py; do not edit.
+# Change aio.py (or calls_sync.py) and run scripts/gen_sync_client.py.
+"""`Client`: the blocking SDK. Thread-safe; one channel per master, opened lazily.
+
+Generated from aio.py (`AsyncClient`, the one source of the client code): see there
+for why, and scripts/gen_sync_client.py for how.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from os import PathLike
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 
@@ -26,6 +32,7 @@ from agentflow.client.base import (
     as_workflow,
     remaining,
 )
+from agentflow.client.calls_sync import close_channels, wait_for_end
 from agentflow.client.channels import TlsConfig
 from agentflow.client.errors import (
     AgentFlowError,
@@ -50,6 +57,12 @@ from agentflow.client.models import (
 from agentflow.client.retry import RetryPolicy
 from agentflow.client.tracking import EventFilter, WatchEnd, WorkflowTracker
 
+if TYPE_CHECKING:
+    from agentflow._proto.scheduler_pb2_grpc import (
+        ClusterServiceStub,
+        SchedulerServiceStub,
+    )
+
 __all__ = ["Client"]
 
 _Req = TypeVar("_Req")
@@ -59,8 +72,8 @@ _Resp = TypeVar("_Resp")
 @dataclass(frozen=True, slots=True)
 class _Stubs:
     channel: grpc.Channel
-    scheduler: api_grpc.SchedulerServiceStub
-    cluster: api_grpc.ClusterServiceStub
+    scheduler: SchedulerServiceStub
+    cluster: ClusterServiceStub
 
 
 class Client(ClientBase):
@@ -81,8 +94,10 @@ class Client(ClientBase):
         token: str | None = None,
     ) -> None:
         super().__init__(masters, retry=retry, tls=tls, token=token)
-        self._lock = threading.Lock()
         self._stubs: dict[str, _Stubs] = {}
+        # Guards `_stubs` and `_closed`: the blocking client is shared between threads
+        # (within one event loop the lock is never contended).
+        self._lock = threading.Lock()
 
     # ----- lifecycle -----
 
@@ -90,8 +105,7 @@ class Client(ClientBase):
         with self._lock:
             self._closed = True
             stubs, self._stubs = self._stubs, {}
-        for s in stubs.values():
-            s.channel.close()
+        close_channels(s.channel for s in stubs.values())
 
     def __enter__(self) -> Self:
         return self
@@ -173,8 +187,8 @@ class Client(ClientBase):
             except grpc.RpcError as exc:
                 status = rpc_status(exc)
             finally:
-                if end.due and call.is_active():
-                    _await_end(call, END_GRACE_S)
+                if end.due:
+                    wait_for_end(call, END_GRACE_S)
                 call.cancel()
             if limit is not None and limit.expired():
                 raise limit.error(what)
@@ -215,7 +229,8 @@ class Client(ClientBase):
             max_retries=max_retries, retry_backoff=retry_backoff, timeout=timeout,
             dependencies=dependencies, id=id,
         )  # fmt: skip
-        return self.submit_many([spec], request_id=request_id)[0]
+        ids = self.submit_many([spec], request_id=request_id)
+        return ids[0]
 
     def submit_many(
         self, specs: Iterable[TaskSpec], *, request_id: str | None = None
@@ -322,7 +337,8 @@ class Client(ClientBase):
             request = first
             while True:
                 response = self._unary("list", lambda s: s.scheduler.ListTasks, request)
-                yield from (convert.task_from_proto(t) for t in response.tasks)
+                for message in response.tasks:
+                    yield convert.task_from_proto(message)
                 if not response.next_page_token:
                     return
                 request = api.ListTasksRequest()
@@ -484,10 +500,3 @@ class Client(ClientBase):
                     return self.get_workflow(workflow_id)
                 return dataclasses.replace(status, tasks=tasks)
             time.sleep(delay)
-
-
-def _await_end(call: grpc.Call, seconds: float) -> None:
-    """Until the call ends by itself, `seconds` at most."""
-    ended = threading.Event()
-    if call.add_callback(ended.set):  # False: it has ended already
-        ended.wait(seconds)
