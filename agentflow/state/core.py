@@ -53,6 +53,11 @@ class StateMachine:
         self._last_now_ms = 0
 
     @property
+    def kinds(self) -> frozenset[str]:
+        """The command kinds some domain applies (the others are refused)."""
+        return frozenset(self._handlers)
+
+    @property
     def last_now_ms(self) -> int:
         """`now_ms` of the last applied command: the state's notion of the time."""
         return self._last_now_ms
@@ -112,9 +117,11 @@ class StateMachine:
         result = state_pb2.CommandResult(index=index)
         kind = cmd.WhichOneof("kind")
         try:
-            if kind is None:
+            handler = self._handlers.get(kind) if kind is not None else None
+            if handler is None:
+                # No domain of this build knows the kind: the same answer on every replica.
                 raise StateError(INVALID_ARGUMENT, "kind", "empty or unknown command")
-            self._handlers[kind](cmd, changes, result)
+            handler(cmd, changes, result)
         except StateError as exc:
             # Handlers raise only before their first mutation: nothing to undo.
             result = state_pb2.CommandResult(index=index, error=exc.to_proto())
