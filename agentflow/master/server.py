@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 
 import grpc
@@ -27,6 +28,8 @@ from agentflow.master.startup import (
     check_data_dir,
     check_listen,
     leaves,
+    lock_data_dir,
+    reason,
     storage_error,
 )
 from agentflow.master.workers import SERVICE_NAMES as WORKER_SERVICES
@@ -35,7 +38,7 @@ from agentflow.raft.config import RaftConfig
 from agentflow.raft.node import NodeConfig, RaftNode
 from agentflow.raft.storage import RaftStorage, StorageCorruptError
 from agentflow.raft.transport import CHANNEL_OPTIONS, GrpcTransport
-from agentflow.raft.types import NONE, RaftError
+from agentflow.raft.types import NONE, NotLeaderError, RaftError
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.service import Scheduler
 from agentflow.state import SchedulerState
@@ -60,15 +63,21 @@ class Master:
         cfg = self.config
         # Checked before anything opens, so that each failure is named alone.
         await asyncio.to_thread(check_data_dir, cfg.data_dir)
-        check_listen("--port", cfg.host, cfg.port)
+        lock = lock_data_dir(cfg.data_dir)
+        try:
+            check_listen("--port", cfg.host, cfg.port)
+            await self._open_and_serve()
+        finally:
+            os.close(lock)
+
+    async def _open_and_serve(self) -> None:
+        cfg = self.config
         try:
             storage = await RaftStorage.open(cfg.data_dir)
         except (RaftError, sqlite3.DatabaseError) as exc:
             raise storage_error(cfg.data_dir, exc) from None
         except OSError as exc:
-            raise StartupError(
-                f"--data-dir {cfg.data_dir}", f"not usable: {exc.strerror or exc}"
-            ) from None
+            raise StartupError(f"--data-dir {cfg.data_dir}", f"not usable: {reason(exc)}") from None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.push_async_callback(storage.close)
@@ -156,20 +165,8 @@ class Master:
             except OSError as exc:
                 raise StartupError(
                     f"--http-port {cfg.http}",
-                    f"cannot listen on {cfg.host}:{cfg.http}: {exc.strerror or exc}",
+                    f"cannot listen on {cfg.host}:{cfg.http}: {reason(exc)}",
                 ) from None
-        log.info("master.listening", node=cfg.node_id, grpc=listen, http=cfg.http, mode=cfg.mode)
-        self._listening = True
-        if cfg.insecure and not is_loopback(cfg.host):
-            log.warning(
-                "master.insecure",
-                node=cfg.node_id,
-                host=cfg.host,
-                detail="plaintext, unauthenticated gRPC and HTTP on a non-loopback "
-                "address (--insecure): anyone who can reach it can submit tasks that "
-                "run commands on the workers",
-            )
-
         bootstrap: dict[str, str] | None = None
         if cfg.peers:
             bootstrap = dict(cfg.peers)
@@ -181,6 +178,10 @@ class Master:
 
         async with asyncio.TaskGroup() as tg:
             node_task = tg.create_task(node.run(bootstrap=bootstrap))
+            # "listening" only once the stored state loaded: damaged state ends the
+            # task group first, and the master never claims to have started.
+            await self._loaded(node)
+            self._started(listen)
             leading = tg.create_task(lead_when_elected(rt, make_scheduler))
             health_task = tg.create_task(self._report_health(rt, health_servicer))
             workers_task = tg.create_task(workers.run())
@@ -193,6 +194,29 @@ class Master:
             for task in (leading, health_task, workers_task, joining, node_task):
                 if task is not None:
                     task.cancel()
+
+    @staticmethod
+    async def _loaded(node: RaftNode) -> None:
+        while True:
+            try:
+                node.status()
+                return
+            except NotLeaderError:  # "has not started": still loading
+                await asyncio.sleep(0.01)
+
+    def _started(self, listen: str) -> None:
+        cfg = self.config
+        log.info("master.listening", node=cfg.node_id, grpc=listen, http=cfg.http, mode=cfg.mode)
+        self._listening = True
+        if cfg.insecure and not is_loopback(cfg.host):
+            log.warning(
+                "master.insecure",
+                node=cfg.node_id,
+                host=cfg.host,
+                detail="plaintext, unauthenticated gRPC and HTTP on a non-loopback "
+                "address (--insecure): anyone who can reach it can submit tasks that "
+                "run commands on the workers",
+            )
 
     async def _report_health(self, rt: Runtime, servicer: health.aio.HealthServicer) -> None:
         # SERVING once part of a cluster with a leader: what k8s probes should see.

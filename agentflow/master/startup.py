@@ -7,6 +7,8 @@ never a traceback and never a half-started process that keeps a port.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import sqlite3
@@ -15,6 +17,7 @@ from pathlib import Path
 from agentflow.raft.storage import DB_NAME, StorageCorruptError
 from agentflow.raft.types import RaftError
 
+LOCK_NAME = "master.lock"
 RECOVERY_HINT = 'to recover, see "Recovering a master" in docs/operations.md'
 # SQLite's names for a file that is not (or no longer) a database.
 _DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
@@ -38,7 +41,29 @@ def check_data_dir(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise StartupError(f"--data-dir {path}", f"not usable: {_reason(exc)}") from None
+        raise StartupError(f"--data-dir {path}", f"not usable: {reason(exc)}") from None
+
+
+def lock_data_dir(path: Path) -> int:
+    """Take `path`/master.lock for as long as the returned descriptor stays open
+    (the kernel drops it when the process dies, however it dies): two masters on
+    one directory would both write its raft.db and ruin it."""
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StartupError(f"--data-dir {path}", f"not usable: {reason(exc)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(
+            f"--data-dir {path}", f"in use by another master (pid {holder})"
+        ) from None
+    with contextlib.suppress(OSError):  # the pid is only for the message above
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def check_listen(flag: str, host: str, port: int) -> None:
@@ -59,7 +84,7 @@ def check_listen(flag: str, host: str, port: int) -> None:
             try:
                 sock.bind(address)
             except OSError as exc:
-                errors.append(f"cannot listen on {_show(address)}: {_reason(exc)}")
+                errors.append(f"cannot listen on {_show(address)}: {reason(exc)}")
     if errors and len(errors) == len(infos):
         raise StartupError(where, errors[0])
 
@@ -88,8 +113,9 @@ def leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def reason(exc: OSError) -> str:
+    """The kernel's words for `exc` (asyncio puts a sentence of its own in strerror)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _show(address: tuple[object, ...]) -> str:
