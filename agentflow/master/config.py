@@ -49,7 +49,8 @@ class MasterConfig:
     mode: Mode = "leader"
     host: str = "127.0.0.1"
     port: int = 6767
-    http_port: int = 6768  # 0 = no HTTP API
+    # None = --port + 1 (so masters on one host differ by --port alone); 0 = no HTTP API.
+    http_port: int | None = None
     advertise: str = ""  # address the other masters and clients use; default host:port
     leader_url: str = ""
     peers: dict[str, str] = field(default_factory=dict)
@@ -69,13 +70,22 @@ class MasterConfig:
             raise ValueError(f"--peers: must include this node ({self.node_id!r})")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port: {self.port} is not a TCP port")
-        if not 0 <= self.http_port < 65536:
-            raise ValueError(f"--http-port: {self.http_port} is not a TCP port")
+        if self.http_port is None and self.port == 65535:
+            raise ValueError("--http-port: --port 65535 + 1 is not a TCP port; give --http-port")
+        if not 0 <= self.http < 65536:
+            raise ValueError(f"--http-port: {self.http} is not a TCP port")
+        if self.http == self.port:
+            raise ValueError(f"--http-port: {self.http} is the gRPC --port too")
         if not is_loopback(self.host) and not self.insecure:
             raise ValueError(
                 f"--host: refusing to listen on {self.host} without TLS or tokens "
                 "(not available yet); pass --insecure to accept that risk"
             )
+
+    @property
+    def http(self) -> int:
+        """The HTTP API's port: --http-port, else --port + 1; 0 = off."""
+        return self.port + 1 if self.http_port is None else self.http_port
 
     @property
     def address(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sqlite3
 
 import grpc
 import structlog
@@ -14,20 +16,29 @@ from grpc_reflection.v1alpha import reflection
 
 from agentflow._proto import scheduler_pb2, scheduler_pb2_grpc
 from agentflow.master.cluster_api import ClusterApi
-from agentflow.master.config import MasterConfig, strip_scheme
+from agentflow.master.config import MasterConfig, is_loopback, strip_scheme
 from agentflow.master.decoding import DecodeErrorInterceptor
 from agentflow.master.forwarding import Forwarder
 from agentflow.master.http_api import make_app
 from agentflow.master.leadership import lead_when_elected
 from agentflow.master.runtime import Runtime
 from agentflow.master.scheduler_api import SchedulerApi
+from agentflow.master.startup import (
+    StartupError,
+    check_data_dir,
+    check_listen,
+    leaves,
+    lock_data_dir,
+    reason,
+    storage_error,
+)
 from agentflow.master.workers import SERVICE_NAMES as WORKER_SERVICES
 from agentflow.master.workers import WorkerGateway
 from agentflow.raft.config import RaftConfig
 from agentflow.raft.node import NodeConfig, RaftNode
-from agentflow.raft.storage import RaftStorage
+from agentflow.raft.storage import RaftStorage, StorageCorruptError
 from agentflow.raft.transport import CHANNEL_OPTIONS, GrpcTransport
-from agentflow.raft.types import NONE
+from agentflow.raft.types import NONE, NotLeaderError, RaftError
 from agentflow.scheduler.proposer import Proposer
 from agentflow.scheduler.service import Scheduler
 from agentflow.state import SchedulerState
@@ -40,14 +51,52 @@ class Master:
         self.config = config
         self.runtime: Runtime | None = None
         self._stop = asyncio.Event()
+        self._listening = False
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
+        """Serve until `request_stop`. StartupError (one line naming the flag or file)
+        when the master cannot start; whatever was started by then is stopped first,
+        so no port stays taken."""
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        storage = await RaftStorage.open(cfg.data_dir)
+        # Checked before anything opens, so that each failure is named alone.
+        await asyncio.to_thread(check_data_dir, cfg.data_dir)
+        lock = lock_data_dir(cfg.data_dir)
+        try:
+            check_listen("--port", cfg.host, cfg.port)
+            await self._open_and_serve()
+        finally:
+            os.close(lock)
+
+    async def _open_and_serve(self) -> None:
+        cfg = self.config
+        try:
+            storage = await RaftStorage.open(cfg.data_dir)
+        except (RaftError, sqlite3.DatabaseError) as exc:
+            raise storage_error(cfg.data_dir, exc) from None
+        except OSError as exc:
+            raise StartupError(f"--data-dir {cfg.data_dir}", f"not usable: {reason(exc)}") from None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_callback(storage.close)
+                await self._serve(stack, storage)
+        except BaseException as exc:
+            # The state is loaded (and may be found damaged) inside the task group.
+            for leaf in leaves(exc):
+                if isinstance(leaf, StartupError):
+                    raise leaf from None
+                if isinstance(leaf, (StorageCorruptError, sqlite3.DatabaseError)):
+                    raise storage_error(cfg.data_dir, leaf) from None
+            raise
+        finally:
+            if self._listening:
+                log.info("master.stopped", node=cfg.node_id)
+
+    async def _serve(self, stack: contextlib.AsyncExitStack, storage: RaftStorage) -> None:
+        """Start everything (each stop pushed on `stack`) and run until stopped."""
+        cfg = self.config
         fresh = await storage.is_empty()
         state = SchedulerState()
         holder: list[RaftNode] = []
@@ -57,6 +106,7 @@ class Master:
             unreachable=lambda p: holder[0].report_unreachable(p),
             advertise=cfg.address,
         )
+        stack.push_async_callback(transport.close)
         node = RaftNode(
             cfg.node_id,
             storage,
@@ -70,10 +120,16 @@ class Master:
         )
         holder.append(node)
         rt = Runtime(node, state, Proposer(node, state), Forwarder(node))
+        stack.push_async_callback(rt.forwarder.close)
         self.runtime = rt
 
         # Undecodable requests (bad UTF-8) answer INVALID_ARGUMENT, not UNKNOWN.
-        server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[DecodeErrorInterceptor()])
+        # No SO_REUSEPORT (gRPC's default): a second master on a taken port must
+        # fail to bind, not share the port and answer half the connections.
+        server = grpc.aio.server(
+            options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],
+            interceptors=[DecodeErrorInterceptor()],
+        )
         transport.add_to_server(server)
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerApi(rt), server)
         scheduler_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterApi(rt), server)
@@ -90,20 +146,27 @@ class Master:
         )
         reflection.enable_server_reflection(names, server)
         listen = f"{cfg.host}:{cfg.port}"
-        if server.add_insecure_port(listen) == 0:
-            raise OSError(f"--port: cannot listen on {listen}")
+        try:
+            bound = server.add_insecure_port(listen)
+        except RuntimeError:  # grpcio >= 1.50 raises instead of returning 0
+            bound = 0
+        if bound == 0:
+            raise StartupError(f"--port {cfg.port}", f"cannot listen on {listen}")
         await server.start()
-        runner: web.AppRunner | None = None
-        if cfg.http_port:
+        stack.push_async_callback(server.stop, 0.5)
+        if cfg.http:
             app = make_app(rt)
             workers.add_routes(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, cfg.host, cfg.http_port).start()
-        log.info(
-            "master.listening", node=cfg.node_id, grpc=listen, http=cfg.http_port, mode=cfg.mode
-        )
-
+            stack.push_async_callback(runner.cleanup)
+            try:
+                await web.TCPSite(runner, cfg.host, cfg.http).start()
+            except OSError as exc:
+                raise StartupError(
+                    f"--http-port {cfg.http}",
+                    f"cannot listen on {cfg.host}:{cfg.http}: {reason(exc)}",
+                ) from None
         bootstrap: dict[str, str] | None = None
         if cfg.peers:
             bootstrap = dict(cfg.peers)
@@ -113,29 +176,47 @@ class Master:
         def make_scheduler() -> Scheduler:
             return Scheduler(state, rt.proposer, cfg.scheduler)
 
-        try:
-            async with asyncio.TaskGroup() as tg:
-                node_task = tg.create_task(node.run(bootstrap=bootstrap))
-                leading = tg.create_task(lead_when_elected(rt, make_scheduler))
-                health_task = tg.create_task(self._report_health(rt, health_servicer))
-                workers_task = tg.create_task(workers.run())
-                joining = None
-                if cfg.mode == "master" and not cfg.peers and fresh:
-                    joining = tg.create_task(self._join(rt))
-                await self._stop.wait()
-                log.info("master.stopping", node=cfg.node_id)
-                await node.step_down(timeout=3.0)
-                for task in (leading, health_task, workers_task, joining, node_task):
-                    if task is not None:
-                        task.cancel()
-        finally:
-            await server.stop(0.5)
-            if runner is not None:
-                await runner.cleanup()
-            await rt.forwarder.close()
-            await transport.close()
-            await storage.close()
-            log.info("master.stopped", node=cfg.node_id)
+        async with asyncio.TaskGroup() as tg:
+            node_task = tg.create_task(node.run(bootstrap=bootstrap))
+            # "listening" only once the stored state loaded: damaged state ends the
+            # task group first, and the master never claims to have started.
+            await self._loaded(node)
+            self._started(listen)
+            leading = tg.create_task(lead_when_elected(rt, make_scheduler))
+            health_task = tg.create_task(self._report_health(rt, health_servicer))
+            workers_task = tg.create_task(workers.run())
+            joining = None
+            if cfg.mode == "master" and not cfg.peers and fresh:
+                joining = tg.create_task(self._join(rt))
+            await self._stop.wait()
+            log.info("master.stopping", node=cfg.node_id)
+            await node.step_down(timeout=3.0)
+            for task in (leading, health_task, workers_task, joining, node_task):
+                if task is not None:
+                    task.cancel()
+
+    @staticmethod
+    async def _loaded(node: RaftNode) -> None:
+        while True:
+            try:
+                node.status()
+                return
+            except NotLeaderError:  # "has not started": still loading
+                await asyncio.sleep(0.01)
+
+    def _started(self, listen: str) -> None:
+        cfg = self.config
+        log.info("master.listening", node=cfg.node_id, grpc=listen, http=cfg.http, mode=cfg.mode)
+        self._listening = True
+        if cfg.insecure and not is_loopback(cfg.host):
+            log.warning(
+                "master.insecure",
+                node=cfg.node_id,
+                host=cfg.host,
+                detail="plaintext, unauthenticated gRPC and HTTP on a non-loopback "
+                "address (--insecure): anyone who can reach it can submit tasks that "
+                "run commands on the workers",
+            )
 
     async def _report_health(self, rt: Runtime, servicer: health.aio.HealthServicer) -> None:
         # SERVING once part of a cluster with a leader, and able to persist: what

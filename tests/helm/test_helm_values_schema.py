@@ -120,6 +120,11 @@ BAD_COMBINATIONS: list[tuple[str, dict[str, Any], str]] = [
         {"tls": {"enabled": True, "existingSecret": "mine"}},
         "set both existingSecret and clientExistingSecret",
     ),
+    (
+        "one port for gRPC and HTTP",
+        {"master": {"ports": {"grpc": 7000, "http": 7000}}},
+        "grpc and http must be different ports",
+    ),
 ]
 
 

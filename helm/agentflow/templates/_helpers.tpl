@@ -282,6 +282,9 @@ Checks across values that the schema cannot express.
 {{- fail (printf "workers.pools[%s].autoscaling: minReplicas is above maxReplicas" $pool.name) -}}
 {{- end -}}
 {{- end -}}
+{{- if eq (int .Values.master.ports.grpc) (int .Values.master.ports.http) -}}
+{{- fail "master.ports: grpc and http must be different ports (a master refuses to start with --http-port equal to --port)" -}}
+{{- end -}}
 {{- if and .Values.tls.enabled (ne (empty .Values.tls.existingSecret) (empty .Values.tls.clientExistingSecret)) -}}
 {{- fail "tls: set both existingSecret and clientExistingSecret (certificates from one CA), or neither (the chart generates both)" -}}
 {{- end -}}
