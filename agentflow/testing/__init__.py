@@ -1,4 +1,4 @@
-"""Helpers for AgentFlow's own tests and benchmarks: the scheduler rig (`scheduler`)
+"""Helpers for AgentFlow's own tests and benchmarks: the scheduler rig (`scheduler`),
 the checker of cluster histories (`history`) and of lock histories (`locks`).
 
 Shipped code never imports this package (a unit test holds it to that), so nothing
