@@ -609,6 +609,10 @@ class Command(_message.Message):
     PRUNE_FIELD_NUMBER: _builtins.int
     FINISH_TASKS_FIELD_NUMBER: _builtins.int
     DELETE_RECORDS_FIELD_NUMBER: _builtins.int
+    ACQUIRE_LOCK_FIELD_NUMBER: _builtins.int
+    RELEASE_LOCK_FIELD_NUMBER: _builtins.int
+    RENEW_LOCK_FIELD_NUMBER: _builtins.int
+    EXPIRE_LOCKS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """a client's idempotency key; empty = none"""
     now_ms: _builtins.int
@@ -646,6 +650,14 @@ class Command(_message.Message):
     def finish_tasks(self) -> Global___FinishTasks: ...
     @_builtins.property
     def delete_records(self) -> Global___DeleteRecords: ...
+    @_builtins.property
+    def acquire_lock(self) -> Global___AcquireLock: ...
+    @_builtins.property
+    def release_lock(self) -> Global___ReleaseLock: ...
+    @_builtins.property
+    def renew_lock(self) -> Global___RenewLock: ...
+    @_builtins.property
+    def expire_locks(self) -> Global___ExpireLocks: ...
     def __init__(
         self,
         *,
@@ -666,12 +678,16 @@ class Command(_message.Message):
         prune: Global___Prune | None = ...,
         finish_tasks: Global___FinishTasks | None = ...,
         delete_records: Global___DeleteRecords | None = ...,
+        acquire_lock: Global___AcquireLock | None = ...,
+        release_lock: Global___ReleaseLock | None = ...,
+        renew_lock: Global___RenewLock | None = ...,
+        expire_locks: Global___ExpireLocks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks", "delete_records"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks", "delete_records", "acquire_lock", "release_lock", "renew_lock", "expire_locks"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1166,6 +1182,244 @@ class DeleteRecords(_message.Message):
 Global___DeleteRecords: _TypeAlias = DeleteRecords  # noqa: Y015
 
 @_typing.final
+class AcquireLock(_message.Message):
+    """---- locks -----------------------------------------------------------------------
+    A named lease with a fencing token: the Raft index of the entry that granted it,
+    so tokens of one lock strictly increase. All times are the leader's clock as
+    stamped in `Command.now_ms`.
+
+    Take a lock: granted at once if nobody holds it (and none waits, and no lock
+    delay runs); otherwise refused naming the holder, or with `wait` queued FIFO.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    WAIT_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    ttl_ms: _builtins.int
+    """the lease, from the grant"""
+    wait: _builtins.bool
+    """queue behind the holder instead of being refused"""
+    wait_deadline_ms: _builtins.int
+    """With wait: give up waiting at this time (0 = wait until granted). A waiter
+    whose deadline has passed is dropped, never granted.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        ttl_ms: _builtins.int = ...,
+        wait: _builtins.bool = ...,
+        wait_deadline_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "ttl_ms", b"ttl_ms", "wait", b"wait", "wait_deadline_ms", b"wait_deadline_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireLock: _TypeAlias = AcquireLock  # noqa: Y015
+
+@_typing.final
+class ReleaseLock(_message.Message):
+    """Give a lease back; only its holder (owner and token) may. The next live waiter
+    is granted in the same entry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    token: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseLock: _TypeAlias = ReleaseLock  # noqa: Y015
+
+@_typing.final
+class RenewLock(_message.Message):
+    """Extend a lease held by (owner, token): expires_ms = now_ms + ttl_ms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    token: _builtins.int
+    ttl_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        token: _builtins.int = ...,
+        ttl_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "token", b"token", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewLock: _TypeAlias = RenewLock  # noqa: Y015
+
+@_typing.final
+class ExpireLocks(_message.Message):
+    """Proposed by the leader for the locks it found due (SchedulerState.expired_locks):
+    a lease whose expires_ms <= now_ms is removed (one renewed meanwhile is not),
+    then a lock without holder whose lock delay is over is granted to its next live
+    waiter, or forgotten when none is left.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    LOCK_DELAY_MS_FIELD_NUMBER: _builtins.int
+    lock_delay_ms: _builtins.int
+    """After an expiry, nobody is granted the lock for this long: the lost holder may
+    still be finishing a write it started under its lease.
+    """
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+        lock_delay_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_delay_ms", b"lock_delay_ms", "names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireLocks: _TypeAlias = ExpireLocks  # noqa: Y015
+
+@_typing.final
+class LockWaiter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    QUEUED_MS_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    ttl_ms: _builtins.int
+    deadline_ms: _builtins.int
+    """0 = none"""
+    queued_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        ttl_ms: _builtins.int = ...,
+        deadline_ms: _builtins.int = ...,
+        queued_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_ms", b"deadline_ms", "owner", b"owner", "queued_ms", b"queued_ms", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockWaiter: _TypeAlias = LockWaiter  # noqa: Y015
+
+@_typing.final
+class Lock(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    GRANTED_MS_FIELD_NUMBER: _builtins.int
+    EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    WAITERS_FIELD_NUMBER: _builtins.int
+    LOCK_DELAY_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    """the holder; empty = free (waiters or a lock delay remain)"""
+    token: _builtins.int
+    """the holder's fencing token"""
+    granted_ms: _builtins.int
+    expires_ms: _builtins.int
+    lock_delay_until_ms: _builtins.int
+    """no grant before this, after an expiry"""
+    @_builtins.property
+    def waiters(self) -> _containers.RepeatedCompositeFieldContainer[Global___LockWaiter]:
+        """FIFO"""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        token: _builtins.int = ...,
+        granted_ms: _builtins.int = ...,
+        expires_ms: _builtins.int = ...,
+        waiters: _abc.Iterable[Global___LockWaiter] | None = ...,
+        lock_delay_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_ms", b"expires_ms", "granted_ms", b"granted_ms", "lock_delay_until_ms", b"lock_delay_until_ms", "name", b"name", "owner", b"owner", "token", b"token", "waiters", b"waiters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lock: _TypeAlias = Lock  # noqa: Y015
+
+@_typing.final
+class LockGrant(_message.Message):
+    """A lease handed to a waiter by a release or an expiry, so that the leader can tell it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    token: _builtins.int
+    expires_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        token: _builtins.int = ...,
+        expires_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_ms", b"expires_ms", "name", b"name", "owner", b"owner", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockGrant: _TypeAlias = LockGrant  # noqa: Y015
+
+@_typing.final
 class CommandError(_message.Message):
     """---- results -------------------------------------------------------------------"""
 
@@ -1223,10 +1477,23 @@ class CommandResult(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     WORKFLOW_IDS_FIELD_NUMBER: _builtins.int
+    LOCK_TOKEN_FIELD_NUMBER: _builtins.int
+    LOCK_EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    LOCK_POSITION_FIELD_NUMBER: _builtins.int
+    LOCK_HOLDER_FIELD_NUMBER: _builtins.int
+    LOCK_GRANTS_FIELD_NUMBER: _builtins.int
+    EXPIRED_LOCKS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     workflow_id: _builtins.str
     duplicate: _builtins.bool
     """request id seen before: this is the first result"""
+    lock_token: _builtins.int
+    """AcquireLock/RenewLock: the lease (token 0 = queued, see lock_position)."""
+    lock_expires_ms: _builtins.int
+    lock_position: _builtins.int
+    """AcquireLock queued: 1 = next in line"""
+    lock_holder: _builtins.str
+    """AcquireLock queued: who holds it now ("" = none)"""
     @_builtins.property
     def error(self) -> Global___CommandError:
         """set = nothing changed"""
@@ -1243,6 +1510,14 @@ class CommandResult(_message.Message):
     def workflow_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """DeleteRecords: the workflows removed"""
 
+    @_builtins.property
+    def lock_grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___LockGrant]:
+        """waiters this command granted"""
+
+    @_builtins.property
+    def expired_locks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ExpireLocks: leases it removed"""
+
     def __init__(
         self,
         *,
@@ -1253,10 +1528,16 @@ class CommandResult(_message.Message):
         rejected: _abc.Iterable[_builtins.str] | None = ...,
         duplicate: _builtins.bool = ...,
         workflow_ids: _abc.Iterable[_builtins.str] | None = ...,
+        lock_token: _builtins.int = ...,
+        lock_expires_ms: _builtins.int = ...,
+        lock_position: _builtins.int = ...,
+        lock_holder: _builtins.str = ...,
+        lock_grants: _abc.Iterable[Global___LockGrant] | None = ...,
+        expired_locks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "error", b"error", "index", b"index", "rejected", b"rejected", "task_ids", b"task_ids", "workflow_id", b"workflow_id", "workflow_ids", b"workflow_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "error", b"error", "expired_locks", b"expired_locks", "index", b"index", "lock_expires_ms", b"lock_expires_ms", "lock_grants", b"lock_grants", "lock_holder", b"lock_holder", "lock_position", b"lock_position", "lock_token", b"lock_token", "rejected", b"rejected", "task_ids", b"task_ids", "workflow_id", b"workflow_id", "workflow_ids", b"workflow_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1306,6 +1587,7 @@ class StateSnapshot(_message.Message):
     REQUESTS_FIELD_NUMBER: _builtins.int
     READY_SEQ_FIELD_NUMBER: _builtins.int
     LAST_NOW_MS_FIELD_NUMBER: _builtins.int
+    LOCKS_FIELD_NUMBER: _builtins.int
     applied_index: _builtins.int
     next_number: _builtins.int
     """generated ids"""
@@ -1319,6 +1601,8 @@ class StateSnapshot(_message.Message):
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Worker]: ...
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestRecord]: ...
+    @_builtins.property
+    def locks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lock]: ...
     def __init__(
         self,
         *,
@@ -1330,10 +1614,11 @@ class StateSnapshot(_message.Message):
         requests: _abc.Iterable[Global___RequestRecord] | None = ...,
         ready_seq: _builtins.int = ...,
         last_now_ms: _builtins.int = ...,
+        locks: _abc.Iterable[Global___Lock] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "last_now_ms", b"last_now_ms", "next_number", b"next_number", "ready_seq", b"ready_seq", "requests", b"requests", "tasks", b"tasks", "workers", b"workers", "workflows", b"workflows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "last_now_ms", b"last_now_ms", "locks", b"locks", "next_number", b"next_number", "ready_seq", b"ready_seq", "requests", b"requests", "tasks", b"tasks", "workers", b"workers", "workflows", b"workflows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,9 @@ Why these numbers:
   without blocking past the election timeout (750 ms): `bench/validate_apply_bench.py`
   measures a workflow at the caps. Every master applies every command, so a cap on
   the request is a cap on every replica's pause.
+- Lock caps bound what the leader scans for due leases and what one snapshot carries;
+  a lease lives 100 ms (below that, one commit round trip plus a renewal cannot keep
+  it) to 1 h (a holder that vanishes blocks its lock at most that long).
 - Per-value caps follow what a worker could ever do: a shell command is one argv
   string (Linux limits one to 128 KiB), a path is at most PATH_MAX, and resources far
   beyond any machine could never be placed.
@@ -29,6 +32,14 @@ __all__ = [
     "MAX_GPUS",
     "MAX_LABELS",
     "MAX_LABEL_BYTES",
+    "MAX_LOCKS",
+    "MAX_LOCK_DELAY_MS",
+    "MAX_LOCK_EXPIRE_NAMES",
+    "MAX_LOCK_NAME_BYTES",
+    "MAX_LOCK_OWNER_BYTES",
+    "MAX_LOCK_TTL_MS",
+    "MAX_LOCK_WAITERS",
+    "MAX_LOCK_WAIT_MS",
     "MAX_MAX_RETRIES",
     "MAX_MEMORY_MB",
     "MAX_NAME_LENGTH",
@@ -39,6 +50,7 @@ __all__ = [
     "MAX_TASK_DEPENDENCIES",
     "MAX_TIMEOUT_MS",
     "MAX_WORKFLOW_TASKS",
+    "MIN_LOCK_TTL_MS",
 ]
 
 # ---- one request (SubmitTasks batch or workflow) --------------------------------------
@@ -66,3 +78,14 @@ MAX_GPUS = 1024
 MAX_MAX_RETRIES = 100
 MAX_TIMEOUT_MS = 30 * 24 * 3600 * 1000  # 30 days per attempt
 MAX_RETRY_BACKOFF_MS = 24 * 3600 * 1000  # 1 day (the leader caps the delay lower anyway)
+
+# ---- locks ----------------------------------------------------------------------------
+MAX_LOCK_NAME_BYTES = 256  # UTF-8
+MAX_LOCK_OWNER_BYTES = 256  # UTF-8
+MIN_LOCK_TTL_MS = 100
+MAX_LOCK_TTL_MS = 3600 * 1000  # 1 hour
+MAX_LOCK_WAIT_MS = 24 * 3600 * 1000  # how far ahead a waiter's deadline may be
+MAX_LOCK_DELAY_MS = 60 * 1000  # after an expiry
+MAX_LOCK_WAITERS = 1_000  # per lock
+MAX_LOCKS = 100_000  # held, waited on or in their lock delay
+MAX_LOCK_EXPIRE_NAMES = 10_000  # in one ExpireLocks

@@ -21,6 +21,7 @@ class ChangeSet:
     tasks: tuple[str, ...] = ()
     workflows: tuple[str, ...] = ()
     workers: tuple[str, ...] = ()
+    locks: tuple[str, ...] = ()  # lock names
 
 
 Listener = Callable[[ChangeSet], None]

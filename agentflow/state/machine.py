@@ -1,5 +1,5 @@
 """The scheduler's replicated state: the core with its domains (tasks, workflows,
-workers, request ids, retention), and the queries the scheduler and master ask it.
+workers, locks, request ids, retention), and the queries the scheduler and master ask it.
 
 Two replicas that apply the same log, whether from the start or from a snapshot,
 hold byte-identical state. A new kind of record is a new domain module, wired here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from agentflow._proto import state_pb2
 from agentflow.state.core import StateMachine, encode
 from agentflow.state.domain import ChangeSet, Listener
+from agentflow.state.locks import LockDomain
 from agentflow.state.requests import RequestLog
 from agentflow.state.retention import Retention
 from agentflow.state.tasks import (
@@ -46,8 +47,10 @@ class SchedulerState(StateMachine):
         self._workflows = WorkflowDomain(self._tasks)
         self._workers = WorkerDomain(self._tasks)
         self._tasks.bind(self._workflows, self._workers)
+        self._locks = LockDomain()
         retention = Retention(self._tasks, self._workflows, self._workers, requests)
-        super().__init__(requests, [self._tasks, self._workflows, self._workers, retention])
+        domains = [self._tasks, self._workflows, self._workers, self._locks, retention]
+        super().__init__(requests, domains)
 
     # ---- entities -----------------------------------------------------------------
 
@@ -72,7 +75,18 @@ class SchedulerState(StateMachine):
     def worker(self, worker_id: str) -> state_pb2.Worker | None:
         return self._workers.workers.get(worker_id)
 
+    def lock(self, name: str) -> state_pb2.Lock | None:
+        return self._locks.lock(name)
+
+    def locks(self) -> list[state_pb2.Lock]:
+        """Locks held, waited on or in their lock delay, in creation order."""
+        return self._locks.locks()
+
     # ---- queries ------------------------------------------------------------------
+
+    def expired_locks(self, now_ms: int) -> list[str]:
+        """Lock names the leader should propose an ExpireLocks for at `now_ms`."""
+        return self._locks.expired(now_ms)
 
     def tasks_in_state(self, state: TaskStateValue) -> list[state_pb2.Task]:
         """Tasks in `state`, in creation order."""

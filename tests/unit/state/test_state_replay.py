@@ -3,14 +3,16 @@
 Hypothesis writes logs of every command kind (valid and invalid submits, workflows
 with cycles, assignments with right and wrong attempts, fresh and stale reports,
 cancels, prunes, operator deletes (named and by age, allowed and refused), workers
-coming and going, retried request ids, garbage bytes), choosing ids from the state
-as it evolves. Then:
+coming and going, locks acquired, queued for, released, renewed and expired (by
+holders and by others, with right and stale tokens), retried request ids, garbage
+bytes), choosing ids from the state as it evolves. Then:
 
 - replaying the log into two fresh machines gives byte-identical snapshots;
 - restore(snapshot) then snapshot() is byte-identical, and a machine restored midway
   that applies the rest of the log ends byte-identical too;
 - after every command: a final task never changes again (until pruned), attempts never
-  decrease, and every index agrees with a recount from the entities.
+  decrease, and every index agrees with a recount from the entities; a lock's token
+  only grows, its holder never also waits, and no owner waits twice.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ WORKERS = ["w1", "w2", "w3"]
 TASK_IDS = ["a", "b", "c", "d"]
 WORKFLOW_IDS = ["wa", "wb"]
 REQUEST_IDS = ["r1", "r2", "r3"]
+LOCK_NAMES = ["L1", "L2"]
+OWNERS = ["o1", "o2", "o3"]
 # Weighted so that tasks get through their whole life in most logs.
 KINDS = [
     *["submit"] * 3,
@@ -40,6 +44,10 @@ KINDS = [
     "requeue",
     "prune",
     *["delete"] * 2,
+    *["acquire"] * 3,
+    *["release"] * 2,
+    "renew",
+    *["expire"] * 2,
     "garbage",
 ]
 
@@ -200,6 +208,39 @@ def draw_command(data: st.DataObject, sm: SchedulerState, now: int) -> bytes:
             req.workflow_ids.append(pick(data, ended or list(sm.workflows), ["nope"]))
         if not (req.task_ids or req.workflow_ids) or rarely(data):
             req.finished_before_age_ms = data.draw(st.integers(-1 if rarely(data) else 0, 3_000))
+    elif kind == "acquire":
+        req = cmd.acquire_lock
+        req.name = data.draw(st.sampled_from([*LOCK_NAMES, ""] if rarely(data) else LOCK_NAMES))
+        req.owner = data.draw(st.sampled_from(OWNERS))
+        req.ttl_ms = data.draw(
+            st.sampled_from([50, 100, 1_000, 3_000] if rarely(data) else [100, 1_000, 3_000])
+        )
+        req.wait = data.draw(st.booleans())
+        if req.wait and data.draw(st.booleans()):
+            req.wait_deadline_ms = now + data.draw(st.integers(-100 if rarely(data) else 1, 4_000))
+    elif kind in ("release", "renew"):
+        held = [k.name for k in sm.locks() if k.owner]
+        name = data.draw(st.sampled_from(held if held and not rarely(data) else LOCK_NAMES))
+        lock = sm.lock(name)
+        owner, token = (lock.owner, lock.token) if lock and lock.owner else ("o1", 1)
+        if rarely(data):
+            owner = data.draw(st.sampled_from(OWNERS))
+        if rarely(data):
+            token = data.draw(st.sampled_from([0, max(token - 1, 1), token + 1]))
+        if kind == "release":
+            cmd.release_lock.CopyFrom(pb.ReleaseLock(name=name, owner=owner, token=token))
+        else:
+            ttl = data.draw(st.sampled_from([1_000, 3_000, 99 if rarely(data) else 500]))
+            cmd.renew_lock.CopyFrom(pb.RenewLock(name=name, owner=owner, token=token, ttl_ms=ttl))
+    elif kind == "expire":
+        # Mostly what the leader would propose, sometimes stale or unknown names.
+        due = sm.expired_locks(now - data.draw(st.sampled_from([0, 0, 500])))
+        cmd.expire_locks.names.extend(
+            due or data.draw(st.lists(st.sampled_from([*LOCK_NAMES, "L9"]), max_size=2))
+        )
+        cmd.expire_locks.lock_delay_ms = data.draw(
+            st.sampled_from([0, 0, 300, -1 if rarely(data) else 0])
+        )
     elif kind == "prune":
         cmd.prune.finished_before_ms = now - data.draw(st.integers(0, 5_000))
         cmd.prune.keep_finished = data.draw(st.integers(0, 3))
@@ -265,6 +306,13 @@ def check_indexes(sm: SchedulerState) -> None:
             assert all(m.state == pb.TASK_STATE_SUCCEEDED for m in members)
     for t in tasks:
         assert t.updated_index <= sm.applied_index
+    assert [k.name for k in sm.locks()] == [k.name for k in sm.locks() if sm.lock(k.name) is k]
+    for lock in sm.locks():
+        waiting = [w.owner for w in lock.waiters]
+        assert len(waiting) == len(set(waiting)) and lock.owner not in waiting
+        assert lock.owner or lock.waiters or lock.lock_delay_until_ms
+        if lock.owner:
+            assert 0 < lock.token <= sm.applied_index
 
 
 class History:
@@ -273,8 +321,14 @@ class History:
     def __init__(self) -> None:
         self.final: dict[str, bytes] = {}
         self.attempt: dict[str, int] = {}
+        self.token: dict[str, int] = {}
 
     def check(self, sm: SchedulerState) -> None:
+        for lock in sm.locks():
+            if lock.owner:
+                # The same lease, or a newer one: a lock's tokens never go back.
+                assert lock.token >= self.token.get(lock.name, 0)
+                self.token[lock.name] = lock.token
         for gone in [i for i in self.attempt if i not in sm.tasks]:
             del self.attempt[gone]
             self.final.pop(gone, None)
@@ -297,6 +351,12 @@ def _outcomes(result: pb.CommandResult) -> set[str]:
         found.add("rejected report or assignment")
     if result.workflow_ids and not result.duplicate:
         found.add("deleted a workflow")
+    if result.lock_grants:
+        found.add("handed a lock to a waiter")
+    if result.expired_locks:
+        found.add("expired a lease")
+    if result.lock_position:
+        found.add("queued for a lock")
     return found
 
 

@@ -114,3 +114,15 @@ def test_restored_state_goes_on_like_the_built_one() -> None:
         entry = encode(cmd)
         assert sm.apply(index + i, entry) == built.apply(index + i, entry)
     assert sm.snapshot() == built.snapshot()
+
+
+def test_a_snapshot_from_before_locks_restores_to_no_locks() -> None:
+    sm = restored()
+    assert sm.locks() == [] and sm.expired_locks(2**62) == []
+    # And takes locks from there on, fenced above the restored index.
+    cmd = pb.Command(
+        now_ms=sm.last_now_ms,
+        acquire_lock=pb.AcquireLock(name="db", owner="alice", ttl_ms=1_000),
+    )
+    result = sm.apply(sm.applied_index + 1, encode(cmd))
+    assert result.lock_token == sm.applied_index
