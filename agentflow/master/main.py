@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import structlog
 
 from agentflow.common.logging import configure as configure_logging
+from agentflow.common.one_line_errors import one_line_errors
 from agentflow.master.config import MasterConfig, parse_peers
 from agentflow.master.server import serve
 from agentflow.master.startup import StartupError
@@ -48,25 +47,7 @@ tokens yet. A failure to start is one line on stderr and a non-zero exit.
 log = structlog.get_logger(__name__)
 
 
-class _OneLineErrors(click.Command):
-    """Every failure to start is one line on stderr and a non-zero exit: usage errors
-    (2) as well as what fails once the flags parsed (1). No usage dump, no traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("standalone_mode", True) is False:
-            return super().main(*args, **kwargs)
-        kwargs["standalone_mode"] = False
-        try:
-            code = super().main(*args, **kwargs)
-        except click.ClickException as exc:
-            click.echo(f"{PROG}: error: {exc.format_message()} (see {PROG} --help)", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            sys.exit(1)
-        except StartupError as exc:
-            click.echo(f"{PROG}: error: {exc}", err=True)
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
+_OneLineErrors = one_line_errors(PROG)
 
 
 def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:

@@ -14,6 +14,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
+from agentflow.common.one_line_errors import StartupError as CommonStartupError
 from agentflow.raft.storage import DB_NAME, StorageCorruptError
 from agentflow.raft.types import RaftError
 
@@ -23,7 +24,7 @@ RECOVERY_HINT = 'to recover, see "Recovering a master" in docs/operations.md'
 _DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
-class StartupError(Exception):
+class StartupError(CommonStartupError):
     """The master cannot start. `what` names the flag or file at fault."""
 
     def __init__(self, what: str, detail: str) -> None:

@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import click
 
 from agentflow._proto import state_pb2
 from agentflow.common.logging import configure as configure_logging
+from agentflow.common.one_line_errors import StartupError as CommonStartupError
+from agentflow.common.one_line_errors import one_line_errors
 from agentflow.worker.agent import Agent, AgentConfig, Transport
 from agentflow.worker.executor import Executor
 from agentflow.worker.groups import detect_groups, parse_labels
@@ -60,29 +61,11 @@ process kills them if it dies (records in --state-dir).
 """
 
 
-class StartupError(Exception):
+class StartupError(CommonStartupError):
     """The worker cannot start; the message names what failed."""
 
 
-class _OneLineErrors(click.Command):
-    """Every failure to start is one line on stderr and a non-zero exit: usage errors
-    (2) as well as what fails once the flags parsed (1). No usage dump, no traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("standalone_mode", True) is False:
-            return super().main(*args, **kwargs)
-        kwargs["standalone_mode"] = False
-        try:
-            code = super().main(*args, **kwargs)
-        except click.ClickException as exc:
-            click.echo(f"{PROG}: error: {exc.format_message()} (see {PROG} --help)", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            sys.exit(1)
-        except StartupError as exc:
-            click.echo(f"{PROG}: error: {exc}", err=True)
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
+_OneLineErrors = one_line_errors(PROG)
 
 
 def split_urls(text: str) -> tuple[str, ...]:
