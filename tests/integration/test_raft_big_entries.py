@@ -5,7 +5,6 @@ receiver would refuse every batch, and the follower would never catch up)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,7 @@ async def test_follower_catches_up_over_entries_bigger_than_one_message(tmp_path
             await client.put(f"big{i}", VALUE, deadline=60.0)
         target = (await client.status(cluster.address(leader))).commit_index
         cluster.start(follower)
-        st = None
-        for _ in range(900):
-            try:
-                st = await client.status(cluster.address(follower))
-            except Exception:
-                st = None
-            if st is not None and st.applied_index >= target:
-                break
-            await asyncio.sleep(0.1)
+        st = await client.wait_applied(cluster.address(follower), target, timeout=90)
         assert st is not None and st.applied_index >= target, (
             f"{follower} stuck at {st and st.applied_index}, leader committed {target}"
         )

@@ -42,15 +42,7 @@ async def test_follower_with_truncated_wal_says_so_and_catches_up(tmp_path: Path
             await client.put(f"after{i}", b"x")
         target = (await client.status(cluster.address(leader))).commit_index
         cluster.start(follower)
-        st = None
-        for _ in range(600):
-            try:
-                st = await client.status(cluster.address(follower))
-            except Exception:
-                st = None
-            if st is not None and st.applied_index >= target:
-                break
-            await asyncio.sleep(0.05)
+        st = await client.wait_applied(cluster.address(follower), target, timeout=30)
         assert st is not None and st.applied_index >= target, (
             f"{follower} stuck at {st and st.applied_index}, leader committed {target}"
         )

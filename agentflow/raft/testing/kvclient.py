@@ -105,5 +105,22 @@ class KvClient:
     async def status(self, address: str) -> kv_pb2.KvStatusResponse:
         return await self.stub(address).Status(kv_pb2.KvStatusRequest(), timeout=self.call_timeout)
 
+    async def wait_applied(
+        self, address: str, target: int, timeout: float
+    ) -> kv_pb2.KvStatusResponse | None:
+        """Poll `address` until it has applied `target`; its last status (None if it
+        never answered), so a caller can say where it got stuck."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        st = None
+        while True:
+            try:
+                st = await self.status(address)
+            except grpc.aio.AioRpcError:
+                st = None
+            if (st is not None and st.applied_index >= target) or loop.time() >= deadline:
+                return st
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()))
