@@ -5,13 +5,44 @@ the leader, renewals, bad input refused naming the field."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from agentflow._proto import coord_pb2 as api
 from agentflow._proto import coord_pb2_grpc
+from agentflow.master.testing import MasterCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MasterCluster]:
+    c = MasterCluster(Path(tmp_path_factory.mktemp("locks")), size=1)
+    c.start("m1")
+    try:
+        asyncio.run(c.leader(30.0))
+        yield c
+    finally:
+        c.stop_all()
+
+
+@pytest.fixture(scope="module")
+def master(cluster: MasterCluster) -> str:
+    return cluster.address("m1")
+
+
+def get_json(cluster: MasterCluster, path: str) -> tuple[int, dict[str, object]]:
+    url = f"http://127.0.0.1:{cluster.http_ports['m1']}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -151,3 +182,24 @@ def test_bad_acquires_are_refused_naming_the_field_and_change_nothing(
             assert (await stub.Get(api.GetLockRequest(name="n"))).owner == ""
 
     run(main())
+
+
+def test_rest_lists_and_inspects_locks(cluster: MasterCluster, master: str) -> None:
+    async def main() -> api.AcquireLockResponse:
+        channel, stub = await stub_for(master)
+        async with channel:
+            return await stub.Acquire(
+                api.AcquireLockRequest(name="rest/a b", owner="r", ttl_ms=30_000)
+            )
+
+    got = run(main())
+    status, body = get_json(cluster, "/api/v1/locks/rest%2Fa%20b")
+    assert status == 200
+    assert (body["name"], body["owner"], body["token"]) == ("rest/a b", "r", got.lock.token)
+    assert body["expires_at_ms"] == got.lock.expires_at_ms
+    status, body = get_json(cluster, "/api/v1/locks?prefix=rest/")
+    assert status == 200 and [k["name"] for k in body["locks"]] == ["rest/a b"]  # type: ignore[index, union-attr]
+    status, body = get_json(cluster, "/api/v1/locks/free-one")
+    assert (status, body["owner"]) == (200, "")
+    status, body = get_json(cluster, "/api/v1/locks/" + "x" * 300)
+    assert (status, body["field"]) == (400, "name")
