@@ -26,6 +26,7 @@ from agentflow.raft.types import RaftError
 from agentflow.rules.limits import MAX_LOCK_WAIT_MS
 from agentflow.rules.locks import check_lock_name, check_lock_owner, check_lock_ttl
 from agentflow.state import ChangeSet, StateError
+from agentflow.state.errors import FAILED_PRECONDITION
 
 log = structlog.get_logger(__name__)
 
@@ -98,10 +99,33 @@ class LockApi(coord_pb2_grpc.LockServiceServicer):
         try:
             result = await write(self.rt, context, cmd, request, request.request_id)
             if result.lock_token:
-                return api.AcquireLockResponse(lock=self._info(request.name), index=result.index)
+                return await self._granted(request, context, result)
             return await self._wait(request, context, changed, deadline)
         finally:
             unsubscribe()
+
+    async def _granted(
+        self, request: api.AcquireLockRequest, context: Ctx, result: state_pb2.CommandResult
+    ) -> api.AcquireLockResponse:
+        lock = self.rt.state.lock(request.name)
+        if result.duplicate and (
+            lock is None or (lock.owner, lock.token) != (request.owner, result.lock_token)
+        ):
+            # A retry of a request granted earlier, whose lease has ended since: the
+            # caller must not believe it holds the lock.
+            await abort_for(
+                context,
+                StateError(
+                    FAILED_PRECONDITION,
+                    "request_id",
+                    f"this request was granted lock {request.name!r} (token "
+                    f"{result.lock_token}) and that lease has ended since",
+                ),
+            )
+        info = self._info(request.name)
+        info.owner, info.token = request.owner, result.lock_token
+        info.expires_at_ms = result.lock_expires_ms
+        return api.AcquireLockResponse(lock=info, index=result.index)
 
     async def _wait(
         self, request: api.AcquireLockRequest, context: Ctx, changed: asyncio.Event, deadline: float
