@@ -370,7 +370,9 @@ async def request_response(address: str, rounds: int) -> dict[str, float]:
         await requester_channel.close()
 
 
-async def agentflow_round(root: Path, sizes: dict[str, Any], tag: str) -> dict[str, Any]:
+async def agentflow_round(
+    root: Path, sizes: dict[str, Any], tag: str, messages: bool = True
+) -> dict[str, Any]:
     cluster = MasterCluster(root, size=3)
     try:
         await cluster.start_all()
@@ -395,6 +397,8 @@ async def agentflow_round(root: Path, sizes: dict[str, Any], tag: str) -> dict[s
             for c in contenders:
                 await c.close()
         result: dict[str, Any] = {"uncontended": a, "contended": b}
+        if not messages:
+            return result
         result["messages"] = await message_throughput(
             leader, sizes["messages"], sizes["batch"], f"{tag}b"
         )
@@ -430,7 +434,11 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for side, fields in keys.items():
         got = [r[side] for r in rounds if side in r]
         if got:
-            out[side] = {f"{a}.{b}": spread([g[a][b] for g in got]) for a, b in fields}
+            out[side] = {
+                f"{a}.{b}": spread([g[a][b] for g in got])
+                for a, b in fields
+                if all(a in g for g in got)
+            }
     if pairs:
         p50 = [r["agentflow"]["uncontended"]["p50_ms"] / r["etcd"]["uncontended"]["p50_ms"]
                for r in pairs]  # fmt: skip
@@ -541,7 +549,9 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             if side == "etcd":
                 entry[side] = await etcd_round(where, binary, sizes)
             else:
-                entry[side] = await agentflow_round(where, sizes, f"{i}")
+                entry[side] = await agentflow_round(
+                    where, sizes, f"{i}", messages=not args.locks_only
+                )
         rounds.append(entry)
     busy = [c["cpu_busy_percent"] for c in conditions]
     return {
@@ -602,6 +612,9 @@ def main() -> None:
         "--requests", type=at_least_one(int), default=300, help="(d) requests per round"
     )
     parser.add_argument("--only", default="etcd,agentflow", help="sides to run")
+    parser.add_argument(
+        "--locks-only", action="store_true", help="measure (a) and (b) only, not messages"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--readme", action="store_true", help="write the table into README")
     parser.add_argument("--data-dir", type=Path, help="keep the clusters' data here")
