@@ -480,7 +480,9 @@ class AsyncClient(ClientBase):
         """The lock as it is: holder, token, lease, waiters. A lock nobody holds,
         waits for or delays has an empty `owner`."""
         request = lock_requests.get(name)
-        return convert.lock_from_proto(await self._unary("get lock", lambda s: s.locks.Get, request))
+        return convert.lock_from_proto(
+            await self._unary("get lock", lambda s: s.locks.Get, request)
+        )
 
     async def list_locks(self, prefix: str = "") -> builtins.list[Lock]:
         """Every lock held, waited for or in its lock delay, by name; with `prefix`,
@@ -721,7 +723,9 @@ class AsyncLockLease:
             raise AgentFlowError(f"lock {self.name!r}: this lease holds it already")
         wait = self._request.wait_ms / 1000 if self._request.wait_ms else None
         sent = self._clock.now()
-        self.lock = await self._client.acquire_lock(self.name, self.ttl, owner=self.owner, wait=wait)
+        self.lock = await self._client.acquire_lock(
+            self.name, self.ttl, owner=self.owner, wait=wait
+        )
         self.lost_reason = None
         self.lost_event.clear()
         # Waiting in the queue took some of the time since sending: the lease began

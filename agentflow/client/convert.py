@@ -15,9 +15,9 @@ from agentflow._proto import coord_pb2 as coord
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2 as pb
 from agentflow.client.models import (
-    Lock,
     ClusterStatus,
     Deleted,
+    Lock,
     Member,
     OnFailure,
     Priority,
