@@ -613,6 +613,7 @@ class Command(_message.Message):
     RELEASE_LOCK_FIELD_NUMBER: _builtins.int
     RENEW_LOCK_FIELD_NUMBER: _builtins.int
     EXPIRE_LOCKS_FIELD_NUMBER: _builtins.int
+    LEAVE_LOCK_QUEUE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """a client's idempotency key; empty = none"""
     now_ms: _builtins.int
@@ -658,6 +659,8 @@ class Command(_message.Message):
     def renew_lock(self) -> Global___RenewLock: ...
     @_builtins.property
     def expire_locks(self) -> Global___ExpireLocks: ...
+    @_builtins.property
+    def leave_lock_queue(self) -> Global___LeaveLockQueue: ...
     def __init__(
         self,
         *,
@@ -682,12 +685,13 @@ class Command(_message.Message):
         release_lock: Global___ReleaseLock | None = ...,
         renew_lock: Global___RenewLock | None = ...,
         expire_locks: Global___ExpireLocks | None = ...,
+        leave_lock_queue: Global___LeaveLockQueue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "leave_lock_queue", b"leave_lock_queue", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_lock", b"acquire_lock", "assign_tasks", b"assign_tasks", "cancel_tasks", b"cancel_tasks", "delete_records", b"delete_records", "expire_locks", b"expire_locks", "finish_tasks", b"finish_tasks", "kind", b"kind", "leave_lock_queue", b"leave_lock_queue", "now_ms", b"now_ms", "prune", b"prune", "register_worker", b"register_worker", "release_lock", b"release_lock", "renew_lock", b"renew_lock", "reprioritize", b"reprioritize", "request_digest", b"request_digest", "request_id", b"request_id", "requeue_tasks", b"requeue_tasks", "set_worker_state", b"set_worker_state", "submit_tasks", b"submit_tasks", "submit_workflow", b"submit_workflow", "task_finished", b"task_finished", "task_progress", b"task_progress", "task_started", b"task_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks", "delete_records", "acquire_lock", "release_lock", "renew_lock", "expire_locks"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["submit_tasks", "submit_workflow", "assign_tasks", "task_started", "task_progress", "task_finished", "cancel_tasks", "reprioritize", "register_worker", "set_worker_state", "requeue_tasks", "prune", "finish_tasks", "delete_records", "acquire_lock", "release_lock", "renew_lock", "expire_locks", "leave_lock_queue"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1316,6 +1320,33 @@ class ExpireLocks(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExpireLocks: _TypeAlias = ExpireLocks  # noqa: Y015
+
+@_typing.final
+class LeaveLockQueue(_message.Message):
+    """A waiter gives up (its caller left or its wait ran out at the edge): it leaves
+    the queue. When a grant reached it first, the result carries its lease
+    (lock_token), so that the edge can hand it over, or give it back.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    owner: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaveLockQueue: _TypeAlias = LeaveLockQueue  # noqa: Y015
 
 @_typing.final
 class LockWaiter(_message.Message):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agentflow.rules.limits import MAX_LOCK_DELAY_MS
 from agentflow.scheduler.service import SchedulerConfig
 
 Mode = Literal["leader", "master"]
@@ -57,6 +58,7 @@ class MasterConfig:
     insecure: bool = False
     tick_interval: float = 0.05
     snapshot_every: int = 10_000
+    lock_delay_ms: int = 0  # after a lease expires, no grant for this long
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,10 @@ class MasterConfig:
             raise ValueError(f"--http-port: {self.http} is not a TCP port")
         if self.http == self.port:
             raise ValueError(f"--http-port: {self.http} is the gRPC --port too")
+        if not 0 <= self.lock_delay_ms <= MAX_LOCK_DELAY_MS:
+            raise ValueError(
+                f"--lock-delay: {self.lock_delay_ms} ms (from 0 to {MAX_LOCK_DELAY_MS} ms)"
+            )
         if not is_loopback(self.host) and not self.insecure:
             raise ValueError(
                 f"--host: refusing to listen on {self.host} without TLS or tokens "

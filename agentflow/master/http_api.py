@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from agentflow._proto import state_pb2
+from agentflow.master.http_locks import add_lock_routes
 from agentflow.master.runtime import Runtime
 from agentflow.raft.types import NONE
 
@@ -89,4 +90,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/stats", stats)
+    add_lock_routes(app, runtime)
     return app

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 
@@ -15,7 +16,13 @@ from agentflow.scheduler.service import Scheduler
 log = structlog.get_logger(__name__)
 
 
-async def lead_when_elected(runtime: Runtime, make: Callable[[], Scheduler]) -> None:
+async def lead_when_elected(
+    runtime: Runtime,
+    make: Callable[[], Scheduler],
+    also: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> None:
+    """Each term this master leads: a fresh scheduler, and the other leader-only
+    loops of `also` (started after the same barrier, stopped with it)."""
     node = runtime.node
     while True:
         await node.wait_for_leader(lambda leader: leader == node.id)
@@ -30,7 +37,14 @@ async def lead_when_elected(runtime: Runtime, make: Callable[[], Scheduler]) -> 
         scheduler = make()
         await runtime.set_scheduler(scheduler)
         log.info("master.scheduler_started", node=node.id, term=node.status().term)
-        running = asyncio.create_task(scheduler.run())
+
+        async def lead(scheduler: Scheduler) -> None:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(scheduler.run())
+                for loop in also:
+                    tg.create_task(loop())
+
+        running = asyncio.create_task(lead(scheduler))
         deposed = asyncio.create_task(node.wait_for_leader(lambda leader: leader != node.id))
         try:
             await asyncio.wait({running, deposed}, return_when=asyncio.FIRST_COMPLETED)

@@ -179,6 +179,14 @@ def _peers(ctx: click.Context, param: click.Parameter, value: str | None) -> dic
     help="Take a snapshot (and compact the log) every N applied entries.",
 )
 @click.option(
+    "--lock-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds after a lock's lease expires during which nobody is granted it "
+    "(the lost holder may still be finishing a write it started under its lease).",
+)
+@click.option(
     "--tick-ms",
     type=float,
     default=50.0,
@@ -204,6 +212,7 @@ def main(
     prefetch_max: int,
     worker_timeout: float,
     snapshot_every: int,
+    lock_delay: float,
     tick_ms: float,
 ) -> None:
     try:
@@ -221,6 +230,7 @@ def main(
             insecure=insecure,
             tick_interval=tick_ms / 1000,
             snapshot_every=snapshot_every,
+            lock_delay_ms=round(lock_delay * 1000),
             scheduler=SchedulerConfig(
                 aging_seconds=aging_seconds if aging_seconds > 0 else None,
                 retention_seconds=retention_hours * 3600,

@@ -8,7 +8,6 @@ without a hop. Explain and workers need the leader's live view and are forwarded
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Iterable, MutableSequence, Sequence
 
 import grpc
@@ -19,12 +18,12 @@ from agentflow._proto import scheduler_pb2_grpc, state_pb2
 from agentflow.master.caller import caller
 from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
-from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
+from agentflow.master.status import Ctx, abort_for, abort_invalid
 from agentflow.master.watch import WatchCutOff, missing_task, watch_tasks
-from agentflow.raft.types import NONE, RaftError
+from agentflow.master.writes import barrier, write
+from agentflow.raft.types import NONE
 from agentflow.rules.dag import Dag, DagError
 from agentflow.rules.validate import (
-    check_request_id,
     validate_delete,
     validate_list_filter,
     validate_submit_tasks,
@@ -40,17 +39,6 @@ DEFAULT_PAGE = 100
 READ_TIMEOUT = 5.0
 
 
-def request_digest(request: Message) -> bytes:
-    """SHA-256 of what the client asked, in canonical form: the SDK resends the same
-    message on every retry, so a retry matches on any master, and a request id reused
-    for another request does not. Computed here, at the edge, and carried in the
-    command, so every replica stores the same digest whatever its protobuf version."""
-    digest = hashlib.sha256(request.DESCRIPTOR.full_name.encode())
-    digest.update(b"\0")
-    digest.update(request.SerializeToString(deterministic=True))
-    return digest.digest()
-
-
 class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -60,19 +48,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def _write(
         self, context: Ctx, command: state_pb2.Command, request: Message, request_id: str
     ) -> state_pb2.CommandResult:
-        if request_id:
-            try:
-                check_request_id(request_id)
-            except StateError as exc:
-                await abort_for(context, exc)
-            command.request_digest = request_digest(request)
-        try:
-            result = await self.rt.proposer.propose(command, request_id)
-        except (RaftError, TimeoutError) as exc:
-            await abort_for(context, exc, self.rt.node.leader_address())
-        if result.error.code:
-            await abort_command_error(context, result.error)
-        return result
+        return await write(self.rt, context, command, request, request_id)
 
     async def _placed_write(
         self,
@@ -98,10 +74,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
                 scheduler.release(token)
 
     async def _barrier(self, context: Ctx) -> None:
-        try:
-            await self.rt.node.read_barrier(timeout=READ_TIMEOUT)
-        except (RaftError, TimeoutError) as exc:
-            await abort_for(context, exc, self.rt.node.leader_address())
+        await barrier(self.rt, context, READ_TIMEOUT)
 
     def _task(self, task_id: str) -> state_pb2.Task | None:
         return self.rt.state.task(task_id)

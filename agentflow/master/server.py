@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 import structlog
@@ -14,13 +16,15 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from agentflow._proto import scheduler_pb2, scheduler_pb2_grpc
+from agentflow._proto import coord_pb2, coord_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 from agentflow.master.cluster_api import ClusterApi
 from agentflow.master.config import MasterConfig, is_loopback, strip_scheme
 from agentflow.master.decoding import DecodeErrorInterceptor
 from agentflow.master.forwarding import Forwarder
 from agentflow.master.http_api import make_app
 from agentflow.master.leadership import lead_when_elected
+from agentflow.master.lock_api import LockApi
+from agentflow.master.lock_expiry import LockExpiry
 from agentflow.master.runtime import Runtime
 from agentflow.master.scheduler_api import SchedulerApi
 from agentflow.master.startup import (
@@ -133,6 +137,7 @@ class Master:
         transport.add_to_server(server)
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerApi(rt), server)
         scheduler_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterApi(rt), server)
+        coord_pb2_grpc.add_LockServiceServicer_to_server(LockApi(rt), server)
         workers = WorkerGateway(rt)
         workers.add_to_server(server)
         health_servicer = health.aio.HealthServicer()
@@ -140,6 +145,7 @@ class Master:
         names = (
             scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
             scheduler_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+            coord_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
             *WORKER_SERVICES,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
@@ -182,7 +188,11 @@ class Master:
             # task group first, and the master never claims to have started.
             await self._loaded(node)
             self._started(listen)
-            leading = tg.create_task(lead_when_elected(rt, make_scheduler))
+
+            def expire_locks() -> Coroutine[Any, Any, None]:
+                return LockExpiry(state, rt.proposer, cfg.lock_delay_ms).run()
+
+            leading = tg.create_task(lead_when_elected(rt, make_scheduler, [expire_locks]))
             health_task = tg.create_task(self._report_health(rt, health_servicer))
             workers_task = tg.create_task(workers.run())
             joining = None

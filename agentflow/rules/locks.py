@@ -24,6 +24,7 @@ __all__ = [
     "check_lock_ttl",
     "validate_acquire_lock",
     "validate_expire_locks",
+    "validate_leave_lock_queue",
     "validate_release_lock",
     "validate_renew_lock",
 ]
@@ -95,3 +96,8 @@ def validate_expire_locks(req: state_pb2.ExpireLocks) -> None:
         check_lock_name(name, f"names[{i}]")
     if not 0 <= req.lock_delay_ms <= MAX_LOCK_DELAY_MS:
         raise invalid("lock_delay_ms", f"{req.lock_delay_ms} ms (from 0 to {MAX_LOCK_DELAY_MS} ms)")
+
+
+def validate_leave_lock_queue(req: state_pb2.LeaveLockQueue) -> None:
+    check_lock_name(req.name)
+    check_lock_owner(req.owner)

@@ -21,6 +21,7 @@ from agentflow.rules.limits import MAX_LOCK_WAITERS, MAX_LOCKS
 from agentflow.rules.locks import (
     validate_acquire_lock,
     validate_expire_locks,
+    validate_leave_lock_queue,
     validate_release_lock,
     validate_renew_lock,
 )
@@ -54,6 +55,7 @@ class LockDomain(Domain):
             "release_lock": self._release,
             "renew_lock": self._renew,
             "expire_locks": self._expire,
+            "leave_lock_queue": self._leave,
         }
 
     # ---- queries ------------------------------------------------------------------
@@ -241,6 +243,23 @@ class LockDomain(Domain):
                 result.rejected.append(f"{name}: lock delay until {lock.lock_delay_until_ms} ms")
                 continue
             self._settle(lock, ch, result)
+
+    def _leave(self, cmd: state_pb2.Command, ch: Changes, result: state_pb2.CommandResult) -> None:
+        req = cmd.leave_lock_queue
+        validate_leave_lock_queue(req)
+        lock = self.records.get(req.name)
+        if lock is None:
+            return  # nothing to leave: already dropped (deadline) and forgotten
+        if lock.owner == req.owner:
+            # Granted before the waiter gave up: the edge decides what to do with it.
+            result.lock_token = lock.token
+            result.lock_expires_ms = lock.expires_ms
+            return
+        for i, waiter in enumerate(lock.waiters):
+            if waiter.owner == req.owner:
+                del lock.waiters[i]
+                self._settle(lock, ch, result)
+                return
 
     # ---- snapshot section: locks ----------------------------------------------------
 

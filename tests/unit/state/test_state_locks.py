@@ -44,6 +44,9 @@ class Log:
         req = pb.RenewLock(name=name, owner=owner, token=token, ttl_ms=ttl)
         return self.apply(renew_lock=req)
 
+    def leave(self, name: str, owner: str) -> pb.CommandResult:
+        return self.apply(leave_lock_queue=pb.LeaveLockQueue(name=name, owner=owner))
+
     def expire(self, *names: str, delay: int = 0) -> pb.CommandResult:
         return self.apply(expire_locks=pb.ExpireLocks(names=names, lock_delay_ms=delay))
 
@@ -118,6 +121,47 @@ def test_waiters_are_granted_in_fifo_order_with_strictly_increasing_tokens(log: 
     assert log.sm.lock("db") is None  # nobody holds or waits: forgotten
     # A lock taken again later still gets a higher token.
     assert log.acquire("db", "erin").lock_token > tokens[-1]
+
+
+def test_a_waiter_that_leaves_is_never_granted_and_the_next_one_is(log: Log) -> None:
+    token = log.acquire("db", "alice").lock_token
+    log.acquire("db", "bob", wait=True)
+    log.acquire("db", "carol", wait=True)
+    left = log.leave("db", "bob")
+    assert not left.HasField("error") and left.lock_token == 0
+    lock = log.sm.lock("db")
+    assert lock is not None and [w.owner for w in lock.waiters] == ["carol"]
+    (grant,) = log.release("db", "alice", token).lock_grants
+    assert grant.owner == "carol"
+
+
+def test_leaving_after_the_grant_reports_the_lease_and_leaving_twice_is_harmless(
+    log: Log,
+) -> None:
+    token = log.acquire("db", "alice").lock_token
+    log.acquire("db", "bob", wait=True)
+    (grant,) = log.release("db", "alice", token).lock_grants
+    # The grant reached bob's entry before his wait ended: his lease is reported,
+    # not taken away.
+    left = log.leave("db", "bob")
+    assert (left.lock_token, left.lock_expires_ms) == (grant.token, grant.expires_ms)
+    lock = log.sm.lock("db")
+    assert lock is not None and lock.owner == "bob"
+    assert log.leave("db", "nobody").lock_token == 0
+    assert log.leave("free", "bob").lock_token == 0
+    refused(log.leave("", "bob"), INVALID_ARGUMENT, "name")
+
+
+def test_the_last_waiter_leaving_a_lock_in_its_delay_keeps_the_delay(log: Log) -> None:
+    log.acquire("db", "alice", ttl=TTL)
+    log.acquire("db", "bob", wait=True)
+    log.now += TTL
+    log.expire("db", delay=500)
+    lock = log.sm.lock("db")
+    assert lock is not None and not lock.owner and lock.lock_delay_until_ms == log.now + 500
+    log.leave("db", "bob")
+    lock = log.sm.lock("db")
+    assert lock is not None and not lock.waiters and lock.lock_delay_until_ms
 
 
 def test_release_by_anyone_but_the_holder_is_refused_naming_the_field(log: Log) -> None:

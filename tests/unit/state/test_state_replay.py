@@ -48,6 +48,7 @@ KINDS = [
     *["release"] * 2,
     "renew",
     *["expire"] * 2,
+    "leave",
     "garbage",
 ]
 
@@ -241,6 +242,15 @@ def draw_command(data: st.DataObject, sm: SchedulerState, now: int) -> bytes:
         cmd.expire_locks.lock_delay_ms = data.draw(
             st.sampled_from([0, 0, 300, -1 if rarely(data) else 0])
         )
+    elif kind == "leave":
+        # Mostly a waiter leaving, sometimes the holder (granted first) or a stranger.
+        queued = [(k.name, w.owner) for k in sm.locks() for w in k.waiters]
+        if queued and not rarely(data):
+            name, owner = data.draw(st.sampled_from(queued))
+        else:
+            name = data.draw(st.sampled_from(LOCK_NAMES))
+            owner = data.draw(st.sampled_from(OWNERS))
+        cmd.leave_lock_queue.CopyFrom(pb.LeaveLockQueue(name=name, owner=owner))
     elif kind == "prune":
         cmd.prune.finished_before_ms = now - data.draw(st.integers(0, 5_000))
         cmd.prune.keep_finished = data.draw(st.integers(0, 3))
