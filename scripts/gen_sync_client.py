@@ -48,16 +48,20 @@ for why, and scripts/gen_sync_client.py for how.
 # A dotted name in code (`grpc.aio.AioRpcError`, `asyncio.sleep`, or one name) -> its
 # blocking equivalent. The whole dotted name is looked up first, then each name in it.
 NAMES: dict[str, str] = {
+    "AsyncAutoRenewLock": "AutoRenewLock",
     "AsyncClient": "Client",
+    "AsyncLockLease": "LockLease",
     "AsyncGenerator": "Generator",  # its [Y, S] gains the return type: see rewrite()
     "AsyncIterator": "Iterator",
     "ClusterServiceAsyncStub": "ClusterServiceStub",
+    "LockServiceAsyncStub": "LockServiceStub",
     "SchedulerServiceAsyncStub": "SchedulerServiceStub",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclosing": "closing",
     "aio_channel": "sync_channel",
     "asyncio": "time",  # `import asyncio`; each asyncio.X needs its own entry
+    "asyncio.Event": "threading.Event",
     "asyncio.sleep": "time.sleep",
     "calls_aio": "calls_sync",
     "grpc.aio.AioRpcError": "grpc.RpcError",
@@ -80,6 +84,11 @@ PHRASES: dict[str, str] = {
     "Stop with `aclose()` (or `contextlib.aclosing` around the loop).": (
         "Close the iterator (or leave the for loop) to stop."
     ),
+    '`async with client.lock("db", ttl="30s") as lease:`': (
+        '`with client.lock("db", ttl="30s") as lease:`'
+    ),
+    "an `async with` block (see `AsyncClient.lock`)": "a `with` block (see `Client.lock`)",
+    "`AsyncClient.auto_renew_lock`": "`Client.auto_renew_lock`",
 }
 
 # Left in the output, these mean the rewrite missed something asynchronous.

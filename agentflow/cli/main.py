@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from agentflow.cli import cluster, delete, runs, tasks
+from agentflow.cli import cluster, delete, locks, runs, tasks
 from agentflow.cli.context import AppContext
 from agentflow.cli.errors import AgentFlowGroup
 from agentflow.client.addresses import MASTER_URL_ENV
@@ -85,7 +85,13 @@ def cli(
     ctx.call_on_close(app.close)
 
 
-for command in (*tasks.COMMANDS, *runs.COMMANDS, *cluster.COMMANDS, *delete.COMMANDS):
+for command in (
+    *tasks.COMMANDS,
+    *runs.COMMANDS,
+    *cluster.COMMANDS,
+    *delete.COMMANDS,
+    *locks.COMMANDS,
+):
     cli.add_command(command)
 
 

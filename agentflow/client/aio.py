@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
@@ -42,9 +43,11 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 
+from agentflow._proto import coord_pb2 as coord
+from agentflow._proto import coord_pb2_grpc as coord_grpc
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import scheduler_pb2_grpc as api_grpc
-from agentflow.client import convert, requests
+from agentflow.client import convert, lock_requests, requests
 from agentflow.client.base import (
     END_GRACE_S,
     ClientBase,
@@ -53,17 +56,23 @@ from agentflow.client.base import (
     as_workflow,
     remaining,
 )
-from agentflow.client.calls_aio import close_channels, wait_for_end
+from agentflow.client.calls_aio import Background, StopSignal, close_channels, wait_for_end
 from agentflow.client.channels import TlsConfig
 from agentflow.client.errors import (
     AgentFlowError,
+    FailedPreconditionError,
+    LockHeldError,
+    LockLostError,
     NotFoundError,
     RpcStatus,
     rpc_status,
 )
+from agentflow.client.lease_clock import LeaseClock
+from agentflow.client.lock_requests import DurationLike
 from agentflow.client.models import (
     ClusterStatus,
     Deleted,
+    Lock,
     PriorityLike,
     SubmittedWorkflow,
     Task,
@@ -79,12 +88,15 @@ from agentflow.client.retry import RetryPolicy
 from agentflow.client.tracking import EventFilter, WatchEnd, WorkflowTracker
 
 if TYPE_CHECKING:
+    from agentflow._proto.coord_pb2_grpc import LockServiceAsyncStub
     from agentflow._proto.scheduler_pb2_grpc import (
         ClusterServiceAsyncStub,
         SchedulerServiceAsyncStub,
     )
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncAutoRenewLock", "AsyncClient", "AsyncLockLease"]
+
+_log = logging.getLogger("agentflow.client")
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -95,6 +107,7 @@ class _Stubs:
     channel: grpc.aio.Channel
     scheduler: SchedulerServiceAsyncStub
     cluster: ClusterServiceAsyncStub
+    locks: LockServiceAsyncStub
 
 
 class AsyncClient(ClientBase):
@@ -152,6 +165,7 @@ class AsyncClient(ClientBase):
                     channel,
                     api_grpc.SchedulerServiceStub(channel),
                     api_grpc.ClusterServiceStub(channel),
+                    coord_grpc.LockServiceStub(channel),
                 )
                 self._stubs[address] = stubs
             return stubs
@@ -163,8 +177,10 @@ class AsyncClient(ClientBase):
         request: _Req,
         *,
         write: bool = False,
+        patience: float = 0.0,
+        policy: RetryPolicy | None = None,
     ) -> _Resp:
-        attempts = self._attempts(operation, write=write)
+        attempts = self._attempts(operation, write=write, patience=patience, policy=policy)
         while True:
             address = self._router.current
             try:
@@ -388,6 +404,125 @@ class AsyncClient(ClientBase):
         response = await self._unary("cluster status", lambda s: s.cluster.Status, request)
         return convert.cluster_status_from_proto(response)
 
+    # ----- locks -----
+
+    async def acquire_lock(
+        self,
+        name: str,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        wait: DurationLike | None = None,
+        request_id: str | None = None,
+    ) -> Lock:
+        """Take the lock `name` for a lease of `ttl` (seconds, or "10s", "2m").
+
+        Free: granted at once. Held by another: LockHeldError (its `holder` names who),
+        or with `wait`, queued first-come first-served for up to that long. `owner`
+        defaults to this process's owner (the same for every client of the process);
+        an owner that already holds the lock gets FailedPreconditionError (renew it).
+        The returned `token` is the fencing token to pass to what the lock protects.
+        """
+        request = lock_requests.acquire(name, ttl, owner, wait, request_id)
+        try:
+            response = await self._unary(
+                "acquire lock",
+                lambda s: s.locks.Acquire,
+                request,
+                write=True,
+                patience=request.wait_ms / 1000,
+            )
+        except FailedPreconditionError as exc:
+            raise _held_or_not(exc) from None
+        return convert.lock_from_proto(response.lock)
+
+    async def release_lock(
+        self, name: str, token: int, *, owner: str | None = None, request_id: str | None = None
+    ) -> str:
+        """Give the lock up; returns the waiter it went to ("" = none waited).
+
+        LockLostError when `owner` (default: this process's) with `token` no longer
+        holds it: the lease expired, and whatever it protected may have moved on.
+        """
+        request = lock_requests.release(name, token, owner, request_id)
+        try:
+            response = await self._unary(
+                "release lock", lambda s: s.locks.Release, request, write=True
+            )
+        except FailedPreconditionError as exc:
+            raise _lost(exc) from None
+        return response.granted_to
+
+    async def renew_lock(
+        self,
+        name: str,
+        token: int,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        request_id: str | None = None,
+    ) -> Lock:
+        """Extend the lease to `ttl` from now (the token stays); LockLostError as in
+        `release_lock`."""
+        request = lock_requests.renew(name, token, ttl, owner, request_id)
+        return await self._renew(request, None)
+
+    async def _renew(self, request: coord.RenewLockRequest, policy: RetryPolicy | None) -> Lock:
+        try:
+            response = await self._unary(
+                "renew lock", lambda s: s.locks.Renew, request, write=True, policy=policy
+            )
+        except FailedPreconditionError as exc:
+            raise _lost(exc) from None
+        return convert.lock_from_proto(response.lock)
+
+    async def get_lock(self, name: str) -> Lock:
+        """The lock as it is: holder, token, lease, waiters. A lock nobody holds,
+        waits for or delays has an empty `owner`."""
+        request = lock_requests.get(name)
+        return convert.lock_from_proto(
+            await self._unary("get lock", lambda s: s.locks.Get, request)
+        )
+
+    async def list_locks(self, prefix: str = "") -> builtins.list[Lock]:
+        """Every lock held, waited for or in its lock delay, by name; with `prefix`,
+        only the names that start with it."""
+        request = lock_requests.list_locks(prefix)
+        response = await self._unary("list locks", lambda s: s.locks.List, request)
+        return [convert.lock_from_proto(m) for m in response.locks]
+
+    def lock(
+        self,
+        name: str,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        wait: DurationLike | None = None,
+    ) -> AsyncLockLease:
+        """The lock held for a block: `async with client.lock("db", ttl="30s") as lease:`.
+
+        Acquired on entry (see `acquire_lock`), released on exit. Not renewed: a block
+        that may outlast `ttl` wants `auto_renew_lock`. Pass `lease.token` downstream.
+        """
+        return AsyncLockLease(self, name, ttl, owner=owner, wait=wait)
+
+    def auto_renew_lock(
+        self,
+        name: str,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        wait: DurationLike | None = None,
+        on_lost: Callable[[LockLostError], None] | None = None,
+    ) -> AsyncAutoRenewLock:
+        """As `lock`, renewed every third of `ttl` while the block runs.
+
+        When the lease is lost (refused renewal, or no master answered before it ran
+        out by this process's clock), renewal stops, `lost` turns true, `lost_event` is
+        set and `on_lost` is called with the reason: stop using what it protected.
+        """
+        return AsyncAutoRenewLock(self, name, ttl, owner=owner, wait=wait, on_lost=on_lost)
+
     # ----- watching and waiting -----
 
     def watch(
@@ -525,3 +660,190 @@ class AsyncClient(ClientBase):
                     return await self.get_workflow(workflow_id)
                 return dataclasses.replace(status, tasks=tasks)
             await asyncio.sleep(delay)
+
+
+def _held_or_not(exc: FailedPreconditionError) -> FailedPreconditionError:
+    """A refused acquire: LockHeldError when the lock is someone else's."""
+    if isinstance(exc, LockHeldError) or exc.field != "name" or "held by" not in exc.message:
+        return exc
+    return LockHeldError(exc.message, field=exc.field, code=exc.code)
+
+
+def _lost(exc: FailedPreconditionError) -> LockLostError:
+    return LockLostError(exc.message, field=exc.field, code=exc.code)
+
+
+class AsyncLockLease:
+    """A lock held for the length of an `async with` block (see `AsyncClient.lock`).
+
+    `lock` is the grant (None before entry), `token` its fencing token. `lost` is true
+    once the lease may have ended: its ttl ran out by this process's clock, or the
+    cluster refused it. Leaving the block releases the lock; a release refused because
+    the lease was already lost is logged (and `lost` set), not raised.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        wait: DurationLike | None = None,
+        on_lost: Callable[[LockLostError], None] | None = None,
+    ) -> None:
+        # Built now so that bad arguments fail where the lease is made.
+        self._request = lock_requests.acquire(name, ttl, owner, wait, None)
+        self._client = client
+        self.name = self._request.name
+        self.owner = self._request.owner
+        self.ttl = self._request.ttl_ms / 1000
+        self.lock: Lock | None = None
+        self.lost_reason: LockLostError | None = None
+        self.lost_event = asyncio.Event()
+        self._on_lost = on_lost
+        self._clock = LeaseClock(self.ttl)
+
+    @property
+    def token(self) -> int:
+        """The fencing token of the lease (0 before it is granted)."""
+        return self.lock.token if self.lock is not None else 0
+
+    @property
+    def lost(self) -> bool:
+        return self.lost_reason is not None or self._clock.expired()
+
+    @property
+    def remaining(self) -> float:
+        """Seconds the lease surely lasts by this process's clock (0: maybe over)."""
+        return 0.0 if self.lost_reason is not None else self._clock.remaining()
+
+    async def acquire(self) -> Lock:
+        if self.lock is not None:
+            raise AgentFlowError(f"lock {self.name!r}: this lease holds it already")
+        wait = self._request.wait_ms / 1000 if self._request.wait_ms else None
+        sent = self._clock.now()
+        self.lock = await self._client.acquire_lock(
+            self.name, self.ttl, owner=self.owner, wait=wait
+        )
+        self.lost_reason = None
+        self.lost_event.clear()
+        # Waiting in the queue took some of the time since sending: the lease began
+        # at its grant, so it lasts at least ttl from the send (the conservative end).
+        self._clock.granted(sent)
+        return self.lock
+
+    async def release(self) -> None:
+        """Give the lock up (at most once); a lease already lost is only logged."""
+        lock, self.lock = self.lock, None
+        if lock is None:
+            return
+        self._clock.ended()
+        try:
+            await self._client.release_lock(self.name, lock.token, owner=self.owner)
+        except LockLostError as exc:
+            self._mark_lost(exc)
+            _log.warning("lock %r: the lease was lost before its release: %s", self.name, exc)
+
+    def _mark_lost(self, reason: LockLostError) -> None:
+        if self.lost_reason is not None:
+            return
+        self.lost_reason = reason
+        self.lost_event.set()
+        if self._on_lost is not None:
+            try:
+                self._on_lost(reason)
+            except Exception:
+                _log.exception("lock %r: the on_lost callback failed", self.name)
+
+    async def __aenter__(self) -> Self:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.release()
+        except AgentFlowError as error:
+            if exc is None:
+                raise
+            # The block's own failure matters more; the lease ends by its ttl anyway.
+            _log.warning("lock %r: release failed (the lease will expire): %s", self.name, error)
+
+
+class AsyncAutoRenewLock(AsyncLockLease):
+    """A lease renewed in the background every third of its ttl while held (see
+    `AsyncClient.auto_renew_lock`); renewal stops on release or once the lease is lost."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str,
+        ttl: DurationLike,
+        *,
+        owner: str | None = None,
+        wait: DurationLike | None = None,
+        on_lost: Callable[[LockLostError], None] | None = None,
+    ) -> None:
+        super().__init__(client, name, ttl, owner=owner, wait=wait, on_lost=on_lost)
+        self.renewals = 0
+        self._stop = StopSignal()
+        self._renewing: Background | None = None
+
+    async def acquire(self) -> Lock:
+        lock = await super().acquire()
+        self._stop = StopSignal()
+        self._renewing = Background(self._renew_loop, f"agentflow-lock-renew:{self.name}")
+        return lock
+
+    async def release(self) -> None:
+        self._stop.set()
+        renewing, self._renewing = self._renewing, None
+        if renewing is not None:
+            await renewing.join()
+        await super().release()
+
+    async def _renew_loop(self) -> None:
+        while not await self._stop.wait(self._clock.until_renewal()):
+            lock = self.lock
+            left = self._clock.remaining()
+            if lock is None:
+                return
+            if left <= 0:
+                self._mark_lost(
+                    LockLostError(f"lock {self.name!r}: the lease ran out before a renewal")
+                )
+                return
+            request = lock_requests.renew(self.name, lock.token, self.ttl, self.owner, None)
+            # Retrying past the lease's end is useless: by then it is lost.
+            policy = dataclasses.replace(
+                self._client.retry_policy,
+                deadline=left,
+                attempt_timeout=min(self._client.retry_policy.attempt_timeout, left),
+            )
+            sent = self._clock.now()
+            try:
+                renewed = await self._client._renew(request, policy)
+            except LockLostError as exc:
+                self._mark_lost(exc)
+                return
+            except AgentFlowError as exc:
+                self._mark_lost(
+                    LockLostError(
+                        f"lock {self.name!r}: no renewal before the lease ran out ({exc})",
+                        code=exc.code,
+                    )
+                )
+                return
+            except Exception as exc:
+                # A bug must not leave the holder believing in a lease nobody renews.
+                _log.exception("lock %r: renewal failed", self.name)
+                self._mark_lost(LockLostError(f"lock {self.name!r}: renewal failed: {exc!r}"))
+                return
+            self.lock = renewed
+            self._clock.granted(sent)
+            self.renewals += 1

@@ -60,8 +60,17 @@ class ClientBase:
             request.min_index = self._seen_index
         return request
 
-    def _attempts(self, operation: str, *, write: bool = False) -> Attempts:
-        return Attempts(self._policy, self._router, operation, write=write)
+    def _attempts(
+        self,
+        operation: str,
+        *,
+        write: bool = False,
+        patience: float = 0.0,
+        policy: RetryPolicy | None = None,
+    ) -> Attempts:
+        return Attempts(
+            policy or self._policy, self._router, operation, write=write, patience=patience
+        )
 
 
 @dataclass(frozen=True, slots=True)

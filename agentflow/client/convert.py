@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agentflow._proto import coord_pb2 as coord
 from agentflow._proto import scheduler_pb2 as api
 from agentflow._proto import state_pb2 as pb
 from agentflow.client.models import (
     ClusterStatus,
     Deleted,
+    Lock,
     Member,
     OnFailure,
     Priority,
@@ -322,4 +324,16 @@ def member_from_proto(m: api.Member) -> Member:
         last_contact_seconds=m.last_contact_seconds,
         lag=m.lag,
         replication=m.replication,
+    )
+
+
+def lock_from_proto(message: coord.LockInfo) -> Lock:
+    return Lock(
+        name=message.name,
+        owner=message.owner,
+        token=message.token,
+        granted_at=_time(message.granted_at_ms),
+        expires_at=_time(message.expires_at_ms),
+        waiters=tuple(message.waiters),
+        lock_delay_until=_time(message.lock_delay_until_ms),
     )

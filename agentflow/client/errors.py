@@ -6,7 +6,9 @@ AgentFlowError                    every error the SDK raises on purpose
 │   └── WorkflowFileError         ... in a workflow/task file; `.path` and `.line` too
 ├── NotFoundError                 no such task, workflow or worker
 ├── AlreadyExistsError            an id that is already taken
-├── FailedPreconditionError       the request does not fit the current state
+├── FailedPreconditionError       the request does not fit the current state; `.field`
+│   ├── LockHeldError             a lock someone else holds; `.holder` names them
+│   └── LockLostError             a release or renew by one whose lease is gone
 ├── PermissionDeniedError         missing or rejected credentials
 ├── UnavailableError              no master answered (no leader) within the deadline
 └── DeadlineExceededError         the deadline passed; a write's outcome is unknown
@@ -35,6 +37,8 @@ __all__ = [
     "DeadlineExceededError",
     "FailedPreconditionError",
     "InvalidArgumentError",
+    "LockHeldError",
+    "LockLostError",
     "NotFoundError",
     "PermissionDeniedError",
     "RpcStatus",
@@ -46,6 +50,7 @@ __all__ = [
 ]
 
 LEADER_ADDRESS_KEY = "leader-address"
+LOCK_HOLDER_KEY = "lock-holder"
 
 
 class AgentFlowError(Exception):
@@ -90,7 +95,37 @@ class AlreadyExistsError(AgentFlowError):
 
 
 class FailedPreconditionError(AgentFlowError):
-    """The request is valid but not now (e.g. reprioritizing a finished task)."""
+    """The request is valid but not now (e.g. reprioritizing a finished task).
+    `field` names what the state refused ("owner", "token"), empty when unknown."""
+
+    def __init__(
+        self, message: str, *, field: str = "", code: grpc.StatusCode | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class LockHeldError(FailedPreconditionError):
+    """The lock is held by another owner (`holder`; "" while it is between holders:
+    in its lock delay, or being handed to the first waiter), and the acquire did not
+    wait or its wait ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        holder: str = "",
+        field: str = "",
+        code: grpc.StatusCode | None = None,
+    ) -> None:
+        super().__init__(message, field=field, code=code)
+        self.holder = holder
+
+
+class LockLostError(FailedPreconditionError):
+    """A release or renew refused because this owner and token no longer hold the
+    lock: the lease expired (and maybe went to someone else), or was never this one's.
+    Whatever the lock protects must be treated as no longer protected."""
 
 
 class PermissionDeniedError(AgentFlowError):
@@ -112,6 +147,7 @@ class RpcStatus:
     code: grpc.StatusCode
     details: str
     leader_address: str = ""
+    lock_holder: str | None = None  # trailing `lock-holder`: None when absent
 
     @property
     def commit_unknown(self) -> bool:
@@ -121,12 +157,16 @@ class RpcStatus:
 def rpc_status(exc: grpc.RpcError) -> RpcStatus:
     """Status code, details and the `leader-address` hint of a failed gRPC call."""
     leader = ""
+    holder: str | None = None
     # Sync calls give (key, value) namedtuples, grpc.aio gives a Metadata of tuples.
     pairs = cast(Iterable[tuple[str, str | bytes]], exc.trailing_metadata() or ())
     for key, value in pairs:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
         if key == LEADER_ADDRESS_KEY:
-            leader = value.decode() if isinstance(value, bytes) else str(value)
-    return RpcStatus(exc.code(), exc.details() or "", leader.strip())
+            leader = text
+        elif key == LOCK_HOLDER_KEY:
+            holder = text
+    return RpcStatus(exc.code(), exc.details() or "", leader.strip(), holder)
 
 
 # "tasks[2].command: must start with ..." -> field, message. A field is dotted names with
@@ -150,12 +190,16 @@ _BY_CODE: dict[grpc.StatusCode, type[AgentFlowError]] = {
 # Wire field names -> the SDK's (TaskSpec.args is sent as args_json, seconds as ms).
 _RENAMED = {"args_json": "args", "retry_backoff_ms": "retry_backoff", "timeout_ms": "timeout"}
 _LAST_NAME = re.compile(r"(?<=\.)(\w+)$")
+# Top-level fields of the lock calls, which the SDK takes in seconds as `ttl`, `wait`.
+_RENAMED_TOP = {"ttl_ms": "ttl", "wait_ms": "wait"}
 
 
 def sdk_field(field: str) -> str:
     """ "workflow.tasks[2].timeout_ms" -> "tasks[2].timeout": a server field path in the
     terms of the SDK (workflow fields are relative to the workflow)."""
     field = field.removeprefix("workflow.")
+    if field in _RENAMED_TOP:
+        return _RENAMED_TOP[field]
     return _LAST_NAME.sub(lambda m: _RENAMED.get(m[1], m[1]), field)
 
 
@@ -169,6 +213,12 @@ def error_from_status(status: RpcStatus) -> AgentFlowError:
         return InvalidArgumentError("", details, code=status.code)
     if status.commit_unknown:
         return DeadlineExceededError(details, code=status.code)
+    if status.code is grpc.StatusCode.FAILED_PRECONDITION:
+        match = _FIELD_DETAILS.match(details)
+        field = sdk_field(match[1]) if match else ""
+        if status.lock_holder is not None:
+            return LockHeldError(details, holder=status.lock_holder, field=field, code=status.code)
+        return FailedPreconditionError(details, field=field, code=status.code)
     cls = _BY_CODE.get(status.code, AgentFlowError)
     if cls is AgentFlowError:
         details = f"{status.code.name}: {details}"

@@ -18,6 +18,7 @@ from agentflow.common.priority import Priority
 
 __all__ = [
     "ClusterStatus",
+    "Lock",
     "Member",
     "OnFailure",
     "Priority",
@@ -352,3 +353,32 @@ class ClusterStatus:
     last_index: int = 0  # of the master that answered
     members_view: str = ""  # the master whose view `members` is (the leader's if it could)
     members_view_note: str = ""  # why that is not the leader, when it is not
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A distributed lock as the cluster reports it (times: the leader's clock).
+
+    `token` is the fencing token of the holder's lease: the Raft index of the entry
+    that granted it, strictly increasing per lock. Pass it to whatever the lock
+    protects, which must refuse a token lower than one it has already seen: a holder
+    that lost its lease without knowing (paused, partitioned) is then refused.
+    `owner` is "" (and `token` 0) when nobody holds the lock.
+    """
+
+    name: str
+    owner: str
+    token: int
+    granted_at: datetime | None
+    expires_at: datetime | None
+    waiters: tuple[str, ...] = ()  # owners queued, first in line first
+    lock_delay_until: datetime | None = None  # no grant before this (a lease expired)
+
+    @property
+    def held(self) -> bool:
+        return bool(self.owner)
+
+    @property
+    def expires_at_ms(self) -> int:
+        """`expires_at` in unix milliseconds (0 when not held)."""
+        return round(self.expires_at.timestamp() * 1000) if self.expires_at else 0

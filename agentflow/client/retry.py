@@ -146,7 +146,11 @@ class Attempts:
         write: bool = False,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        patience: float = 0.0,
     ) -> None:
+        # `patience`: seconds the server may rightly take on top of the policy's
+        # limits (an acquire that waits for a lock), added to both of them.
+        self._patience = patience
         self._policy = policy
         self._router = router
         self._operation = operation
@@ -154,7 +158,7 @@ class Attempts:
         self._clock = clock
         self._rand = rand
         self._began = clock()
-        self._give_up = self._began + policy.deadline
+        self._give_up = self._began + policy.deadline + patience
         self._retries = 0
         self._hints_followed = 0
         self._tried: dict[str, None] = {}
@@ -165,7 +169,8 @@ class Attempts:
 
     def timeout(self) -> float:
         """Timeout for the next attempt: the per-attempt limit within what is left."""
-        return max(0.001, min(self._policy.attempt_timeout, self._give_up - self._clock()))
+        limit = self._policy.attempt_timeout + self._patience
+        return max(0.001, min(limit, self._give_up - self._clock()))
 
     def failed(self, address: str, status: RpcStatus) -> float:
         """Seconds to wait before the next attempt; raises when the call must stop."""

@@ -28,7 +28,14 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentflow.client.lock_requests import DurationLike
+    from agentflow.client.sync import AutoRenewLock, Client, LockLease
+
+# Set by the worker for its tasks: the masters it uses, for ctx.client().
+MASTER_URL_ENV = "AGENTFLOW_MASTER_URL"
 
 Send = Callable[[dict[str, Any]], None]
 WriteLog = Callable[[str], None]
@@ -59,6 +66,29 @@ class TaskContext:
             if self._active:
                 self._write_log(line if line.endswith("\n") else line + "\n")
 
+    def client(self) -> Client:
+        """A blocking client to the masters this task's worker uses (one per process,
+        kept open; the SDK is imported only by tasks that ask for it)."""
+        global _client
+        import os
+
+        from agentflow.client.sync import Client
+
+        with self._lock:
+            if _client is None:
+                _client = Client(os.environ.get(MASTER_URL_ENV) or None)
+            return _client
+
+    def lock(self, name: str, ttl: DurationLike, *, wait: DurationLike | None = None) -> LockLease:
+        """`with ctx.lock("db", ttl="30s") as lease:` (see `Client.lock`)."""
+        return self.client().lock(name, ttl, wait=wait)
+
+    def auto_renew_lock(
+        self, name: str, ttl: DurationLike, *, wait: DurationLike | None = None
+    ) -> AutoRenewLock:
+        """As `lock`, renewed in the background (see `Client.auto_renew_lock`)."""
+        return self.client().auto_renew_lock(name, ttl, wait=wait)
+
     def _emit(self, message: dict[str, Any]) -> None:
         with self._lock:
             if self._active:
@@ -75,6 +105,7 @@ class TaskContext:
 # Set by the pool process around each job (agentflow.worker.pool_child); a process
 # runs at most one job at a time, so one slot is the whole state.
 _current: TaskContext | None = None
+_client: Client | None = None
 
 
 def task_context() -> TaskContext:

@@ -371,6 +371,8 @@ def main(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    # Inherited by every task (and pool process): ctx.client() connects with it.
+    os.environ["AGENTFLOW_MASTER_URL"] = master_url
     guardian = Guardian(usable_state_dir(state_dir))
     agent = Agent(
         config,

@@ -12,6 +12,11 @@ from typing import Any
 import pytest
 
 from agentflow.client import AsyncClient, Client
+from agentflow.client.aio import AsyncAutoRenewLock, AsyncLockLease
+from agentflow.client.sync import AutoRenewLock, LockLease
+
+# Objects the asyncio client hands out for `async with`, and their blocking twins.
+TWINS: dict[type, type] = {AsyncLockLease: LockLease, AsyncAutoRenewLock: AutoRenewLock}
 
 
 def public_names(cls: type) -> set[str]:
@@ -21,6 +26,8 @@ def public_names(cls: type) -> set[str]:
 def sync_equivalent(annotation: Any) -> Any:
     """What a blocking method returns where the asyncio one returns `annotation`
     (an async iterator or generator; anything else is the same)."""
+    if annotation in TWINS:
+        return TWINS[annotation]
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is abc.AsyncIterator:
         return abc.Iterator[args]  # type: ignore[misc]
@@ -79,3 +86,13 @@ def test_the_same_signature_modulo_async(name: str) -> None:
 def test_the_surface_is_not_empty() -> None:
     # Guards the parametrized test against collecting nothing.
     assert {"submit", "wait", "watch", "list", "close"} <= public_names(Client)
+
+
+@pytest.mark.parametrize(("aio", "sync"), sorted(TWINS.items(), key=lambda t: t[1].__name__))
+def test_lock_leases_match(aio: type, sync: type) -> None:
+    assert public_names(aio) == public_names(sync)
+    for name in ("acquire", "release"):
+        assert inspect.iscoroutinefunction(getattr(aio, name)), name
+        assert not inspect.iscoroutinefunction(getattr(sync, name)), name
+    assert inspect.iscoroutinefunction(aio.__aenter__)
+    assert hasattr(sync, "__enter__") and hasattr(sync, "__exit__")
