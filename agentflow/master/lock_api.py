@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import grpc
 import structlog
@@ -20,7 +21,7 @@ from agentflow._proto import coord_pb2 as api
 from agentflow._proto import coord_pb2_grpc, state_pb2
 from agentflow.master.leader_only import leader_only
 from agentflow.master.runtime import Runtime
-from agentflow.master.status import Ctx, abort_for, abort_invalid
+from agentflow.master.status import Ctx, abort_command_error, abort_for, abort_invalid
 from agentflow.master.writes import barrier, write
 from agentflow.raft.types import RaftError
 from agentflow.rules.limits import MAX_LOCK_WAIT_MS
@@ -97,12 +98,25 @@ class LockApi(coord_pb2_grpc.LockServiceServicer):
 
         unsubscribe = self.rt.state.add_listener(on_change)
         try:
-            result = await write(self.rt, context, cmd, request, request.request_id)
+            result = await write(
+                self.rt, context, cmd, request, request.request_id, self._held(request, context)
+            )
             if result.lock_token:
                 return await self._granted(request, context, result)
             return await self._wait(request, context, changed, deadline)
         finally:
             unsubscribe()
+
+    def _held(
+        self, request: api.AcquireLockRequest, context: Ctx
+    ) -> Callable[[state_pb2.CommandError], Awaitable[None]]:
+        async def refused(error: state_pb2.CommandError) -> None:
+            lock = self.rt.state.lock(request.name)
+            if error.field == "name" and lock is not None and lock.owner:
+                # A try-once refusal names the holder as a wait that ran out does.
+                await abort_command_error(context, error, (LOCK_HOLDER, lock.owner))
+
+        return refused
 
     async def _granted(
         self, request: api.AcquireLockRequest, context: Ctx, result: state_pb2.CommandResult

@@ -32,9 +32,12 @@ _CODES = {
 }
 
 
-async def abort_command_error(context: Ctx, error: state_pb2.CommandError) -> NoReturn:
+async def abort_command_error(
+    context: Ctx, error: state_pb2.CommandError, *extra: tuple[str, str]
+) -> NoReturn:
+    """`extra`: more trailing metadata (the refusal's facts a client acts on)."""
     text = f"{error.field}: {error.message}" if error.field else error.message
-    context.set_trailing_metadata(((ERROR_FIELD, error.field),))
+    context.set_trailing_metadata(((ERROR_FIELD, error.field), *extra))
     await context.abort(_CODES.get(error.code, grpc.StatusCode.INTERNAL), text)
     raise AssertionError("unreachable")  # abort raises
 

@@ -4,6 +4,7 @@ request id checked, the request's digest carried, errors mapped to their status.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
@@ -27,10 +28,16 @@ def request_digest(request: Message) -> bytes:
 
 
 async def write(
-    rt: Runtime, context: Ctx, command: state_pb2.Command, request: Message, request_id: str
+    rt: Runtime,
+    context: Ctx,
+    command: state_pb2.Command,
+    request: Message,
+    request_id: str,
+    refused: Callable[[state_pb2.CommandError], Awaitable[None]] | None = None,
 ) -> state_pb2.CommandResult:
     """Propose `command`; abort the call with the state machine's refusal or the
-    cluster's failure, else the result."""
+    cluster's failure, else the result. `refused` sees a refusal first (to add to
+    what the caller is told)."""
     if request_id:
         try:
             check_request_id(request_id)
@@ -42,6 +49,8 @@ async def write(
     except (RaftError, TimeoutError) as exc:
         await abort_for(context, exc, rt.node.leader_address())
     if result.error.code:
+        if refused is not None:
+            await refused(result.error)
         await abort_command_error(context, result.error)
     return result
 

@@ -72,6 +72,7 @@ def test_acquire_wait_release_hands_over_in_fifo_order_with_growing_tokens(maste
                 await stub.Acquire(api.AcquireLockRequest(name="fifo", owner="x", ttl_ms=1_000))
             assert held.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert "held by 'a'" in (held.value.details() or "")
+            assert dict(held.value.trailing_metadata() or ())["lock-holder"] == "a"
             b = asyncio.create_task(
                 call(
                     stub,
